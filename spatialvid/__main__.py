@@ -1,0 +1,3 @@
+from spatialvid.cli import main
+
+raise SystemExit(main())
