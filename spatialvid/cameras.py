@@ -55,8 +55,8 @@ class Cameras:
     image_paths: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.fx = _t(self.fx).reshape(-1)
-        n = self.fx.shape[0]
+        n = _t(self.R).reshape(-1, 9).shape[0]  # batch size from the poses; scalar intrinsics broadcast
+        self.fx = _t(self.fx).reshape(-1).expand(n).clone()
         self.fy = _t(self.fy).reshape(-1).expand(n).clone()
         self.cx = _t(self.cx).reshape(-1).expand(n).clone()
         self.cy = _t(self.cy).reshape(-1).expand(n).clone()

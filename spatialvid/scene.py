@@ -69,7 +69,8 @@ class Scene:
         path.mkdir(parents=True, exist_ok=True)
         self.gaussians.validate(str(path / GAUSSIANS_PLY))
         write_ply(path / GAUSSIANS_PLY, self.gaussians)
-        write_transforms(path / TRANSFORMS_JSON, self.cameras, relative_to=path)
+        write_transforms(path / TRANSFORMS_JSON, self.cameras, relative_to=path,
+                         extra={k: self.metadata[k] for k in ("applied_transform",) if k in self.metadata})
         atomic_write_json(path / SCENE_JSON, {
             "format": "spatialvid-scene",
             "version": FORMAT_VERSION,
