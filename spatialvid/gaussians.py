@@ -113,7 +113,7 @@ class Gaussians:
         scale_t = torch.as_tensor(scale, dtype=torch.float32).expand(n).reshape(n, 1)
         quats = torch.zeros(n, 4)
         quats[:, 0] = 1
-        return cls.from_arrays(xyz, torch.log(scale_t).expand(n, 3), quats,
+        return cls.from_arrays(xyz, torch.log(scale_t).expand(n, 3).clone(), quats,
                                torch.logit(torch.full((n,), float(opacity))), rgb_to_sh0(rgb.float()),
                                origin=torch.full((n,), origin, dtype=torch.uint8),
                                step=torch.full((n,), step, dtype=torch.int32), sh_degree=sh_degree)
