@@ -1,0 +1,248 @@
+"""One fill step (:func:`fill_view`) and its undo (:func:`undo_last_fill`).
+
+``fill_view(scene, camera)``:
+1. renders the scene from ``camera`` (rgb, alpha, depth, contributor count) and derives the cleaned
+   unseen mask (:mod:`~spatialvid.generate.coverage`);
+2. fills the mask's colours with an :class:`~spatialvid.generate.inpaint.Inpainter`;
+3. completes its depth with a :class:`~spatialvid.generate.depth.DepthEstimator`;
+4. lifts the mask pixels to new Gaussians (``origin = GENERATED``, ``step`` = this step's id);
+5. optimises only those new Gaussians briefly so the view renders as the fill image;
+6. appends them to ``scene.gaussians`` and records a ``"fill"`` history entry.
+
+Existing Gaussians (captured and earlier fills) are never modified: their rows stay bit-identical, and the
+new ones are appended after them, so :func:`undo_last_fill` restores the previous tensors exactly.
+A view whose unseen mask is empty adds nothing and records nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from spatialvid.cameras import Cameras
+from spatialvid.errors import SpatialvidError
+from spatialvid.gaussians import DEFAULT_MAX_GAUSSIANS, GENERATED, Gaussians
+from spatialvid.generate.coverage import render_coverage, unseen_mask
+from spatialvid.generate.depth import ClassicalDepth, DepthEstimator, make_depth_estimator
+from spatialvid.generate.fit import fit_new_gaussians
+from spatialvid.generate.inpaint import Inpainter, _telea, make_inpainter
+from spatialvid.generate.lift import _tangent, lift_pixels, unproject
+
+
+@dataclass
+class FillConfig:
+    """Settings of one fill step (units: pixels of the fill view unless said otherwise).
+
+    alpha_threshold: a pixel is unseen below this accumulated opacity. min_count: also unseen with fewer
+    contributors (0 = off). min_area: unseen specks / seen islands smaller than this are cleaned away.
+    dilate: the mask grows by this much to regenerate the fringe of the captured content.
+    block: pixels per side of one new Gaussian. footprint: Gaussian std as a fraction of its block.
+    opacity: initial opacity of new Gaussians. fit_iters / fit_lr: the short optimisation (0 = off);
+    fit_max_side: it renders the mask's bounding box at most this large (pixels, longer side).
+    background: colour behind the scene (0..1 RGB). backend: rasterizer backend.
+    max_gaussians: the scene's Gaussian cap (a fill that would exceed it fails before changing anything).
+    """
+
+    alpha_threshold: float = 0.5
+    min_count: int = 0
+    min_area: int = 16
+    dilate: int = 2
+    block: int = 2
+    footprint: float = 0.6
+    opacity: float = 0.9
+    fit_iters: int = 10
+    fit_lr: float = 0.03
+    fit_max_side: int = 256
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    backend: str = "auto"
+    max_gaussians: int = DEFAULT_MAX_GAUSSIANS
+
+
+@dataclass
+class FillResult:
+    """What one fill step did.
+
+    ``step`` is the history step id (None when nothing was added); ``added`` the number of new Gaussians
+    (appended at the end of ``scene.gaussians``); ``mask`` the unseen mask [H,W]; ``fill_rgb`` the filled
+    image [H,W,3]; ``depth`` the completed depth [H,W] (camera z); ``timings`` wall seconds per stage, ``cpu_timings`` process
+    CPU seconds per stage (all threads).
+    """
+
+    step: int | None
+    added: int
+    mask: np.ndarray
+    fill_rgb: np.ndarray | None = None
+    depth: np.ndarray | None = None
+    unseen_fraction: float = 0.0
+    inpainter: str = ""
+    depth_estimator: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    cpu_timings: dict[str, float] = field(default_factory=dict)
+
+    def indices(self, scene) -> torch.Tensor:
+        """Row indices of this step's Gaussians in ``scene.gaussians``."""
+        if self.step is None:
+            return torch.zeros(0, dtype=torch.long)
+        g = scene.gaussians
+        return torch.nonzero((g.step == self.step) & (g.origin == GENERATED)).reshape(-1)
+
+
+def _coarse_fill(img: np.ndarray, hole: np.ndarray, side: int = 128) -> np.ndarray:
+    """A cheap smooth colour fill (Telea at <= ``side`` px, upsampled): only an edge guide for depth."""
+    h, w = hole.shape
+    s = min(1.0, side / max(h, w))
+    if s >= 1.0:
+        return _telea(img, hole)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small = _telea(cv2.resize(img, size, interpolation=cv2.INTER_AREA),
+                   cv2.resize(hole.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
+    out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    out[~hole] = img[~hole]
+    return out
+
+
+def depth_guide(depth: np.ndarray, valid: np.ndarray, camera: Cameras | None = None,
+                normal_weight: float = 2.0) -> np.ndarray:
+    """Geometry guide for the inpainter, ``[H,W,1]`` or ``[H,W,4]``: inverse depth normalised to ~0..1
+    by the valid pixels' 2nd..98th percentiles (clipped to -0.5..1.5), plus, with ``camera``, the
+    camera-space surface normal (scaled by ``normal_weight``) so floors are filled from floors and walls
+    from walls."""
+    disp = 1.0 / np.maximum(depth, 1e-6)
+    lo, hi = np.percentile(disp[valid], [2, 98]) if valid.any() else (disp.min(), disp.max())
+    g = np.clip((disp - lo) / max(hi - lo, 1e-6), -0.5, 1.5).astype(np.float32)[..., None]
+    if camera is None:
+        return g
+    pts = unproject(depth, camera)
+    n = np.cross(_tangent(pts, 1), _tangent(pts, 0))
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+    n = cv2.GaussianBlur(n.astype(np.float32), (0, 0), 1.5)
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
+    return np.concatenate([g, normal_weight * n], 2).astype(np.float32)
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def _camera_record(camera: Cameras) -> dict[str, Any]:
+    return {"c2w_opencv": camera.c2w()[0].tolist(), "fx": float(camera.fx[0]), "fy": float(camera.fy[0]),
+            "cx": float(camera.cx[0]), "cy": float(camera.cy[0]), "width": int(camera.width[0]),
+            "height": int(camera.height[0]), "name": camera.names[0]}
+
+
+def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "classical",
+              depth: str | DepthEstimator | None = "classical", config: FillConfig | None = None,
+              **overrides: Any) -> FillResult:
+    """Fill what ``camera`` (1 camera) sees but ``scene`` does not cover; modifies ``scene`` in place.
+
+    ``inpainter``: "classical" | "mean" | "diffusers:PATH" | an Inpainter. ``depth``: "classical" |
+    "transformers:PATH" | a DepthEstimator. Keyword overrides set :class:`FillConfig` fields.
+    """
+    cfg = config or FillConfig()
+    if overrides:
+        unknown = set(overrides) - set(asdict(cfg))
+        if unknown:
+            raise SpatialvidError(f"fill_view: unknown option(s) {', '.join(sorted(unknown))}")
+        cfg = FillConfig(**{**asdict(cfg), **overrides})
+    if len(camera) != 1:
+        raise SpatialvidError(f"fill_view: expected 1 camera, got {len(camera)}")
+    camera.validate("fill camera")
+    timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    t, tc = time.perf_counter(), time.process_time()
+
+    g_all = scene.gaussians
+    cov = render_coverage(g_all, camera, background=cfg.background, backend=cfg.backend)
+    mask = unseen_mask(cov.alpha, cov.count, cfg.alpha_threshold, cfg.min_count, cfg.min_area, cfg.dilate)
+    timings["coverage"] = time.perf_counter() - t
+    cpu["coverage"] = time.process_time() - tc
+    h, w = mask.shape
+    frac = float(mask.mean())
+    if not mask.any():
+        return FillResult(None, 0, mask, unseen_fraction=0.0, timings=timings, reason="nothing unseen",
+                          cpu_timings=cpu)
+    valid = cov.alpha >= cfg.alpha_threshold
+    if not valid.any():
+        raise SpatialvidError("fill: this camera sees none of the scene, so there is nothing to continue "
+                              "from; move it so part of the scene is in view")
+    if cfg.block < 1:
+        raise SpatialvidError(f"fill: block must be >= 1, got {cfg.block}")
+    ys, xs = np.nonzero(mask)  # lift makes one Gaussian per block that holds unseen pixels: check the cap now
+    n_new = np.unique((ys // cfg.block) * ((w + cfg.block - 1) // cfg.block) + xs // cfg.block).size
+    g_all.check_capacity(extra=int(n_new), cap=cfg.max_gaussians)
+    inp = make_inpainter(inpainter)
+    dep = make_depth_estimator(depth)
+
+    # 2. colour, guided by a first (classical, cheap) depth completion so that holes are filled from
+    #    regions of similar geometry; 3. depth with the chosen estimator and the filled colours as guide
+    t, tc = time.perf_counter(), time.process_time()
+    known = np.where(valid[..., None], cov.surface, 0.0).astype(np.float32)
+    pre = dep if isinstance(dep, ClassicalDepth) else ClassicalDepth()
+    pre_depth = pre.complete(cov.depth, valid, _coarse_fill(known, ~valid))
+    fill_rgb = inp.inpaint(known, mask, guide=depth_guide(pre_depth, valid, camera))
+    timings["inpaint"] = time.perf_counter() - t
+    cpu["inpaint"] = time.process_time() - tc
+    t, tc = time.perf_counter(), time.process_time()
+    full_depth = dep.complete(cov.depth, valid, fill_rgb)
+    timings["depth"] = time.perf_counter() - t
+    cpu["depth"] = time.process_time() - tc
+    # 4. lift
+    t, tc = time.perf_counter(), time.process_time()
+    step = scene.next_step_id()
+    new = lift_pixels(mask, fill_rgb, full_depth, camera, step, block=cfg.block, footprint=cfg.footprint,
+                      opacity=cfg.opacity, sh_degree=g_all.sh_degree if len(g_all) else 0)
+    g_all.check_capacity(extra=len(new), cap=cfg.max_gaussians)
+    timings["lift"] = time.perf_counter() - t
+    cpu["lift"] = time.process_time() - tc
+    # 5. fit (the existing Gaussians that touch the view are constants)
+    t, tc = time.perf_counter(), time.process_time()
+    bg = np.asarray(cfg.background, np.float32)
+    target = np.where(mask[..., None], fill_rgb, cov.rgb).astype(np.float32)
+    fixed = g_all[cov.visible.to(g_all.device)] if len(g_all) else g_all
+    new = new.to(g_all.device)
+    new, rep = fit_new_gaussians(fixed, new, camera, target, mask, iters=cfg.fit_iters, lr=cfg.fit_lr,
+                                 max_side=cfg.fit_max_side,
+                                 background=tuple(bg.tolist()), backend=cfg.backend)
+    timings["fit"] = time.perf_counter() - t
+    cpu["fit"] = time.process_time() - tc
+    # 6. commit + record
+    new = new.with_sh_degree(g_all.sh_degree) if len(g_all) else new
+    scene.gaussians = Gaussians.cat([g_all, new]) if len(g_all) else new
+    got = scene.add_history(
+        "fill", camera=_camera_record(camera), added=len(new), unseen_pixels=int(mask.sum()),
+        pixels=int(h * w), unseen_fraction=frac, inpainter=inp.name, depth=dep.name, render_backend=cov.backend,
+        fit={"iters": rep.iters, "loss_first": _finite_or_none(rep.loss_first),
+             "loss_last": _finite_or_none(rep.loss_last)},
+        timings={k: round(v, 4) for k, v in timings.items()}, config=asdict(cfg))
+    if got != step:  # pragma: no cover - history ids are sequential
+        raise SpatialvidError(f"fill: history step id {got} differs from the id {step} given to the Gaussians")
+    return FillResult(step, len(new), mask, fill_rgb, full_depth, frac, inp.name, dep.name, timings,
+                      cpu_timings=cpu)
+
+
+def _undone_steps(history: list[dict[str, Any]]) -> set[int]:
+    return {int(h["info"]["undid"]) for h in history if h.get("kind") == "undo" and "undid" in h.get("info", {})}
+
+
+def undo_last_fill(scene) -> int:
+    """Remove the Gaussians of the most recent fill step not yet undone; records ``"undo"``.
+
+    Returns the number of Gaussians removed. Raises :class:`SpatialvidError` when there is nothing to undo.
+    """
+    undone = _undone_steps(scene.history)
+    fills = [int(h["step"]) for h in scene.history if h.get("kind") == "fill" and int(h["step"]) not in undone]
+    if not fills:
+        raise SpatialvidError("nothing to undo: the scene has no fill step (or all were undone)")
+    step = fills[-1]
+    g = scene.gaussians
+    drop = (g.step == step) & (g.origin == GENERATED)
+    n = int(drop.sum())
+    scene.gaussians = g[~drop]
+    scene.add_history("undo", undid=step, removed=n)
+    return n
