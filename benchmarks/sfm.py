@@ -1,0 +1,110 @@
+"""Ingest + structure-from-motion speed and accuracy on fox (real photos) and on the bundled sample video.
+
+Usage: python benchmarks/sfm.py [--json] [--fox DIR] [--sample DIR] [--fox-resolution 960] [--skip-fox]
+       [--skip-sample] [--threads N]
+
+Per data set: seconds per stage -- decode (one pure decoding pass over the input at the working resolution,
+measured separately), select (keyframe analysis: decode + blur + motion, then selection), write (keyframes
+written at the working resolution), extract (SIFT), match (pairing + geometric verification), map
+(incremental mapping), undistort -- plus total (the whole ``run_sfm`` call), cpu_s (process CPU time, all
+threads: independent of other load on the machine), load average at the start, keyframes, registered,
+sparse points, and the pose errors after a Sim3 alignment to the reference (fox: its own COLMAP poses; the
+sample: analytic ground truth): median/max rotation error (degrees), camera-centre RMSE in % of the
+trajectory extent. The sample is generated into a temporary folder unless ``--sample`` names an existing one.
+The last line of output is one JSON list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FOX = REPO.parent / "shared" / "data" / "fox"
+
+
+def _decode_pass(path: Path, resolution) -> float:
+    from spatialvid.io import iter_frames
+
+    t0 = time.perf_counter()
+    for _ in iter_frames(path, resolution=resolution):
+        pass
+    return time.perf_counter() - t0
+
+
+def bench(name: str, input_path: Path, reference: Path, resolution, threads: int, workdir: Path) -> dict:
+    from spatialvid.sfm import SfmConfig, load_poses, pose_errors, run_sfm
+
+    rec: dict = {"dataset": name, "input": str(input_path), "resolution": resolution,
+                 "load_avg_1min": os.getloadavg()[0], "threads": threads}
+    rec["decode_s"] = round(_decode_pass(input_path, resolution), 3)
+    cfg = SfmConfig(resolution=resolution, progress=False, num_threads=threads)
+    c0, t0 = time.process_time(), time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scene = run_sfm(input_path, workdir / f"scene_{name}", cfg, save=True)
+    rec["total_s"] = round(time.perf_counter() - t0, 3)
+    rec["cpu_s"] = round(time.process_time() - c0, 3)
+    t = scene.metadata["sfm"]["timings"]
+    rec["select_s"] = round(t.get("ingest_analyse", 0.0) + t.get("ingest_select", 0.0), 3)
+    rec["write_s"] = round(t.get("ingest_write", 0.0), 3)
+    for k in ("extract", "match", "map", "undistort"):
+        rec[f"{k}_s"] = round(t.get(k, 0.0), 3)
+    sfm = scene.metadata["sfm"]
+    rec.update(keyframes=sfm["keyframes"], registered=sfm["registered"], points=sfm["num_points"],
+               camera=list(sfm["original_cameras"].values())[0]["model"],
+               width=int(scene.cameras.width[0]), height=int(scene.cameras.height[0]))
+    err = pose_errors(scene.cameras, load_poses(reference))
+    rec.update(reference_frames=err.total_reference, matched=err.registered,
+               rot_median_deg=round(err.rot_median_deg, 4), rot_max_deg=round(err.rot_max_deg, 4),
+               center_rmse_pct=round(err.center_rmse_pct, 4))
+    return rec
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="only print the JSON list")
+    ap.add_argument("--fox", type=Path, default=DEFAULT_FOX, help="fox data set folder (images/ + transforms.json)")
+    ap.add_argument("--fox-resolution", type=float, default=960, help="working long side for fox (default 960)")
+    ap.add_argument("--sample", type=Path, default=None, help="existing sample folder (default: generate one)")
+    ap.add_argument("--skip-fox", action="store_true")
+    ap.add_argument("--skip-sample", action="store_true")
+    ap.add_argument("--threads", type=int, default=-1, help="threads for COLMAP (-1 = all cores)")
+    args = ap.parse_args(argv)
+    records = []
+    with tempfile.TemporaryDirectory(prefix="bench_sfm_") as tmp:
+        work = Path(tmp)
+        if not args.skip_sample:
+            sample = args.sample
+            if sample is None or not (sample / "video.mp4").exists():
+                from spatialvid.sample import make_sample
+
+                t0 = time.perf_counter()
+                sample = make_sample(work / "sample").out_dir
+                if not args.json:
+                    print(f"sample generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            r = bench("sample", sample / "video.mp4", sample / "transforms.json", 960, args.threads, work)
+            records.append(r)
+            if not args.json:
+                print(json.dumps(r), file=sys.stderr)
+        if not args.skip_fox:
+            if not (args.fox / "transforms.json").exists():
+                print(f"fox not found at {args.fox}; skipped", file=sys.stderr)
+            else:
+                res = int(args.fox_resolution) if args.fox_resolution > 1 else args.fox_resolution
+                r = bench("fox", args.fox / "images", args.fox / "transforms.json", res, args.threads, work)
+                records.append(r)
+                if not args.json:
+                    print(json.dumps(r), file=sys.stderr)
+    print(json.dumps(records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
