@@ -1,0 +1,193 @@
+"""Training benchmarks: speed (steps/s with a per-stage breakdown) and quality (held-out PSNR) runs.
+
+    python benchmarks/train.py --what speed  [--source sample|fox] [--gaussians 100000] [--resolution 480] [--json]
+    python benchmarks/train.py --what sample [--preset fast] [--steps N] [--json]
+    python benchmarks/train.py --what fox    [--preset default] [--steps N] [--sfm] [--json]
+
+``speed`` times the training step at 480x270 with a fixed number of Gaussians (densification off) and splits
+it into render forward, loss, backward, optimiser and strategy; ``--source sample`` uses trained-like Gaussians
+(the sample's ground truth), ``--source fox`` a random init on the fox images (large Gaussians, pessimistic).
+``sample`` makes the bundled sample (cached under --work) and reconstructs it; ``fox`` reconstructs
+../shared/data/fox with its known poses (or with our SfM: --sfm). The last line printed is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FOX = REPO.parent / "shared" / "data" / "fox"
+
+
+def _speed_data_fox(args, cfg):
+    from spatialvid.train import make_train_data, resolve_input
+
+    if not (FOX / "transforms.json").exists():
+        raise SystemExit(f"fox data not found at {FOX}")
+    res = resolve_input(FOX, "transforms.json", init="random")
+    return make_train_data(res.cameras, cfg, res.points, res.colors, True, progress=False), None
+
+
+def _speed_data_sample(args, cfg):
+    """Trained-like Gaussians: the sample's gt_gaussians.ply (subsampled to --gaussians), seen by the sample's
+    cameras re-shaped to 480x270; targets are renders of the full ground-truth set, the trained copy is
+    perturbed so that gradients are realistic."""
+    import torch
+
+    from spatialvid.cameras import Cameras
+    from spatialvid.formats.nerfstudio import read_transforms
+    from spatialvid.formats.ply import read_ply
+    from spatialvid.render import render_gaussians
+    from spatialvid.sample import make_sample
+    from spatialvid.train.data import TrainData, split_indices
+
+    sample = Path(args.work) / "sample"
+    if not (sample / "sample.json").exists():
+        make_sample(sample, progress=False)
+    gt = read_ply(sample / "gt_gaussians.ply")
+    cams = read_transforms(sample / "transforms.json")
+    long_side = args.resolution
+    w, h = long_side, int(round(long_side * 9 / 16))
+    f = 288.0 * w / 320
+    cams = Cameras(fx=torch.full((len(cams),), f), fy=torch.full((len(cams),), f), cx=w / 2, cy=h / 2, width=w,
+                   height=h, R=cams.R, t=cams.t, names=cams.names)
+    with torch.no_grad():
+        images = [render_gaussians(gt, cams[i], backend=cfg.backend).rgb.clamp(0, 1) for i in range(len(cams))]
+    g = torch.Generator().manual_seed(0)
+    sel = torch.randperm(len(gt), generator=g)[:args.gaussians]
+    init = gt[sel].clone()
+    init.means += 0.01 * torch.randn(init.means.shape, generator=g)
+    init.sh0 += 0.2 * torch.randn(init.sh0.shape, generator=g)
+    train, test = split_indices(cams.names, 8)
+    return TrainData(cams, images, train, test, None, None, True), init
+
+
+def bench_speed(args) -> dict:
+    import torch
+
+    from spatialvid.train import Trainer, load_config
+    from spatialvid.train.losses import photometric_loss
+
+    cfg = load_config("default", {"resolution": args.resolution, "init": "random", "init_random_points": args.gaussians,
+                                  "max_gaussians": max(args.gaussians, 1), "densify_stop": 0, "backend": args.backend,
+                                  "checkpoint_every": 0, "sh_degree": args.sh_degree, "sh_degree_interval": 0})
+    data, init = (_speed_data_sample if args.source == "sample" else _speed_data_fox)(args, cfg)
+    tr = Trainer(data, cfg, None, init=init, progress=False)
+    for s in range(args.warmup):
+        tr.train_step(s)
+    stages = {"render": 0.0, "loss": 0.0, "backward": 0.0, "optimizer": 0.0, "strategy": 0.0}
+    t_all = time.perf_counter()
+    isect = 0
+    for s in range(args.warmup, args.warmup + args.steps):
+        pos = tr.camera_at(s)
+        cam = data.train_idx[pos]
+        t0 = time.perf_counter()
+        out = tr.render(cam, tr.sh_degree_at(s))
+        t1 = time.perf_counter()
+        loss, _ = photometric_loss(out.rgb, data.images[cam], cfg.ssim_lambda)
+        t2 = time.perf_counter()
+        tr.strategy.step_pre_backward(tr.params, tr.optimizers, tr.strategy_state, s, out)
+        loss.backward()
+        t3 = time.perf_counter()
+        for o in tr.optimizers.values():
+            o.step()
+            o.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        tr.strategy.step_post_backward(tr.params, tr.optimizers, tr.strategy_state, s, out, lr_means=tr.lr_means(s))
+        t5 = time.perf_counter()
+        for k, a, b in (("render", t0, t1), ("loss", t1, t2), ("backward", t2, t3), ("optimizer", t3, t4),
+                        ("strategy", t4, t5)):
+            stages[k] += b - a
+        isect += out.num_intersections
+    total = time.perf_counter() - t_all
+    w, h = int(data.cameras.width[0]), int(data.cameras.height[0])
+    return {"what": "speed", "source": args.source, "width": w, "height": h, "num_gaussians": tr.num_gaussians,
+            "sh_degree": args.sh_degree, "steps": args.steps, "steps_per_second": args.steps / total,
+            "ms_per_step": 1000 * total / args.steps,
+            "stage_ms": {k: round(1000 * v / args.steps, 2) for k, v in stages.items()},
+            "mean_intersections": isect // args.steps, "backend": out.backend, "torch_threads": torch.get_num_threads(),
+            "load_average": [round(x, 2) for x in __import__("os").getloadavg()]}
+
+
+def bench_sample(args) -> dict:
+    from spatialvid.sample import make_sample
+    from spatialvid.train import load_config, reconstruct
+
+    work = Path(args.work)
+    sample = work / "sample"
+    t0 = time.perf_counter()
+    if not (sample / "sample.json").exists():
+        make_sample(sample, progress=not args.json)
+    t_sample = time.perf_counter() - t0
+    over = {"backend": args.backend}
+    if args.steps:
+        over["steps"] = args.steps
+    cfg = load_config(args.preset, over)
+    src = sample / "video.mp4" if args.sfm else sample
+    m = reconstruct(src, work / f"scene_{args.preset}{'_sfm' if args.sfm else ''}", cfg, overwrite=True,
+                    progress=not args.json, preset=args.preset, log=(lambda *a: None) if args.json else print)
+    return {"what": "sample", "preset": args.preset, "poses": "sfm" if args.sfm else "ground truth",
+            "psnr": m["psnr"], "ssim": m["ssim"], "num_gaussians": m["num_gaussians"], "steps": m["steps"],
+            "train_seconds": m["train_seconds"], "sample_seconds": round(t_sample, 1), "timings": m["timings"]}
+
+
+def bench_fox(args) -> dict:
+    from spatialvid.train import load_config, reconstruct
+
+    if not (FOX / "transforms.json").exists():
+        raise SystemExit(f"fox data not found at {FOX}")
+    over = {"backend": args.backend, "resolution": args.resolution, "init": args.init}
+    for kv in args.set or []:
+        k, _, v = kv.partition("=")
+        over[k] = v
+    if args.steps:
+        over["steps"] = args.steps
+    cfg = load_config(args.preset, over)
+    out = Path(args.work) / f"fox_{args.preset}{'_sfm' if args.sfm else ''}"
+    src, poses = (FOX / "images", None) if args.sfm else (FOX, "transforms.json")
+    m = reconstruct(src, out, cfg, poses=poses, overwrite=True, progress=not args.json, preset=args.preset,
+                    log=(lambda *a: None) if args.json else print)
+    return {"what": "fox", "preset": args.preset, "poses": "sfm" if args.sfm else "transforms.json",
+            "resolution": m["resolution"], "psnr": m["psnr"], "ssim": m["ssim"], "num_gaussians": m["num_gaussians"],
+            "steps": m["steps"], "train_seconds": m["train_seconds"], "timings": m["timings"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--what", choices=["speed", "sample", "fox"], default="speed")
+    p.add_argument("--preset", default=None, help="fast for sample, default for fox (default)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--gaussians", type=int, default=100_000)
+    p.add_argument("--resolution", type=int, default=480, help="longest image side in px (speed, fox)")
+    p.add_argument("--sh-degree", type=int, default=3)
+    p.add_argument("--source", choices=["sample", "fox"], default="sample",
+                   help="speed: trained-like Gaussians from the sample's ground truth (default) or a random init "
+                        "on the fox images (many large Gaussians: a pessimistic case)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--init", default="auto", help="fox: auto (triangulate with the known poses via spatialvid.sfm) "
+                   "or random (skip triangulation)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="extra config overrides (fox)")
+    p.add_argument("--sfm", action="store_true", help="estimate poses with our SfM instead of the known ones")
+    p.add_argument("--work", default="/tmp/spatialvid_bench_train", help="scratch folder")
+    p.add_argument("--json", action="store_true", help="only the JSON line")
+    args = p.parse_args(argv)
+    if args.what == "speed":
+        args.steps = args.steps or 30
+        res = bench_speed(args)
+    elif args.what == "sample":
+        args.preset = args.preset or "fast"
+        res = bench_sample(args)
+    else:
+        args.preset = args.preset or "default"
+        res = bench_fox(args)
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""``reconstruct``: input (video, image folder, scene or posed folder) -> trained scene folder.
+
+Output folder (SCENE_DIR): the scene (``gaussians.ply``, ``transforms.json``, ``scene.json``), ``metrics.json``
+(held-out PSNR/SSIM/LPIPS, Gaussian count, steps, training time, held-out image names),
+``training_curve.png``, ``eval/`` (ground truth | render for each held-out view) and
+``checkpoints/last.pt`` (for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spatialvid.cameras import Cameras
+from spatialvid.errors import SpatialvidError
+from spatialvid.train.checkpoint import CHECKPOINT_DIR, checkpoint_path
+from spatialvid.train.config import TrainConfig
+
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+OUTPUT_NAMES = ("gaussians.ply", "transforms.json", "scene.json", "metrics.json", "training_curve.png",
+                "eval", CHECKPOINT_DIR)
+
+
+@dataclass
+class ResolvedInput:
+    """What training needs from the input: cameras (with image paths), optional sparse points, provenance."""
+
+    cameras: Cameras
+    points: torch.Tensor | None = None
+    colors: torch.Tensor | None = None
+    known_poses: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def _read_ply_points(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    try:
+        from plyfile import PlyData
+
+        v = PlyData.read(str(path))["vertex"]
+        xyz = torch.tensor([[a, b, c] for a, b, c in zip(v["x"], v["y"], v["z"])], dtype=torch.float32)
+        names = v.data.dtype.names
+        if all(k in names for k in ("red", "green", "blue")):
+            rgb = torch.stack([torch.as_tensor(v[k].astype("float32")) for k in ("red", "green", "blue")], -1) / 255
+        else:
+            rgb = torch.full_like(xyz, 0.5)
+        return xyz, rgb
+    except Exception:
+        return None
+
+
+def _match_images(cameras: Cameras, folder: Path) -> Cameras:
+    """Point each camera at the image of the same file name in ``folder`` (or keep its path if it exists)."""
+    by_name = {p.name: p for p in _list_images(folder)}
+    by_stem = {p.stem: p for p in by_name.values()}
+    paths, missing = [], []
+    for name, old in zip(cameras.names, cameras.image_paths):
+        cand = by_name.get(Path(name).name) or by_stem.get(Path(name).stem)
+        if cand is None and old and Path(old).is_file():
+            cand = Path(old)
+        if cand is None:
+            missing.append(name)
+            paths.append("")
+        else:
+            paths.append(str(cand.resolve()))
+    if missing:
+        raise SpatialvidError(f"{folder}: no image for {len(missing)} of {len(cameras)} posed frames "
+                              f"(first: {missing[0]}); image names must match the poses file")
+    cams = cameras.clone()
+    cams.image_paths = paths
+    return cams
+
+
+def read_poses_file(poses: Path) -> ResolvedInput:
+    """transforms.json (nerfstudio) or a COLMAP model folder -> cameras (+ points where the file has them)."""
+    if poses.is_dir():
+        from spatialvid.formats.colmap import read_colmap
+
+        cams, xyz, rgb = read_colmap(poses)
+        return ResolvedInput(cams, torch.as_tensor(xyz).float(), torch.as_tensor(rgb).float(), True,
+                             {"source": str(poses), "poses": "colmap"})
+    from spatialvid.formats.nerfstudio import read_transforms_extra
+
+    cams, extra = read_transforms_extra(poses)
+    pts = rgb = None
+    ply = extra.get("ply_file_path")
+    if isinstance(ply, str) and (poses.parent / ply).is_file():
+        got = _read_ply_points(poses.parent / ply)
+        if got is not None:
+            pts, rgb = got
+    return ResolvedInput(cams, pts, rgb, True, {"source": str(poses), "poses": "transforms.json"})
+
+
+def _scene_to_input(scene, known: bool, timings: dict[str, float] | None = None) -> ResolvedInput:
+    g = scene.gaussians
+    return ResolvedInput(scene.cameras, g.means.detach() if len(g) else None, g.colors.detach() if len(g) else None,
+                         known, dict(scene.metadata), list(scene.history), dict(timings or {}))
+
+
+def _sfm(input_path: Path, poses: Path | None, out_dir: Path | None, progress: bool) -> ResolvedInput:
+    """Poses (and sparse points) by :mod:`spatialvid.sfm`: estimated from a video / image folder, or
+    triangulated with known ``poses``. Its undistorted keyframes and sparse model go to ``out_dir``."""
+    try:
+        from spatialvid.sfm import SfmConfig, run_sfm, scene_from_known_poses
+    except ImportError:
+        raise SpatialvidError("pose estimation (spatialvid.sfm) is not available in this build; give known "
+                              "poses with a transforms.json beside the images") from None
+    if out_dir is None:
+        raise SpatialvidError("pose estimation needs an output folder")
+    t0 = time.perf_counter()
+    cfg = SfmConfig(progress=progress)
+    if poses is not None:
+        scene = scene_from_known_poses(input_path, poses, out_dir, cfg, save=True)
+    else:
+        scene = run_sfm(input_path, out_dir, cfg, save=True)
+    return _scene_to_input(scene, poses is not None, {"poses_seconds": round(time.perf_counter() - t0, 2)})
+
+
+def _estimated(metadata: dict) -> bool:
+    sfm = metadata.get("sfm")
+    return isinstance(sfm, dict) and sfm.get("known_poses") is False
+
+
+def resolve_input(input_path: str | Path, poses: str | Path | None = None, out_dir: str | Path | None = None,
+                  progress: bool = True, init: str = "auto", resume: bool = False) -> ResolvedInput:
+    """Work out what ``input_path`` is and return cameras with images (validated before any training).
+
+    * a scene folder (scene.json): its cameras and Gaussians (as initial points);
+    * a folder with transforms.json / sparse/0 (and no ``poses``): those cameras, images beside them,
+      random init unless the file names a point cloud (``ply_file_path``);
+    * ``poses`` given: cameras from it, sparse points triangulated with them by spatialvid.sfm (images
+      undistorted into ``out_dir``) unless ``init == "random"``, which skips triangulation;
+    * a video or an image folder: spatialvid.sfm estimates the poses (into ``out_dir``).
+    On ``resume`` a pose-estimation result already in ``out_dir`` is reused.
+    """
+    inp = Path(input_path)
+    if not inp.exists():
+        raise SpatialvidError(f"{inp}: input not found")
+    pose_path = None
+    if poses is not None:
+        pose_path = Path(poses)
+        if not pose_path.exists() and inp.is_dir() and (inp / pose_path).exists():
+            pose_path = inp / pose_path
+        if not pose_path.exists():
+            raise SpatialvidError(f"{poses}: poses file not found")
+    if inp.is_dir() and (inp / "scene.json").exists() and pose_path is None:
+        from spatialvid.scene import Scene
+
+        scene = Scene.load(inp)
+        return _scene_to_input(scene, not _estimated(scene.metadata))
+    out = Path(out_dir) if out_dir is not None else None
+    if resume and out is not None and (out / "scene.json").exists():
+        from spatialvid.scene import Scene
+
+        scene = Scene.load(out)  # the SfM result written before training started
+        if "sfm" in scene.metadata:
+            return _scene_to_input(scene, not _estimated(scene.metadata))
+    explicit = pose_path is not None
+    if pose_path is None and inp.is_dir():
+        for name in ("transforms.json", "sparse/0", "colmap/sparse/0"):
+            if (inp / name).exists():
+                pose_path = inp / name
+                break
+    img_dir = inp
+    if inp.is_dir() and not _list_images(inp) and (inp / "images").is_dir():
+        img_dir = inp / "images"
+    is_video = inp.is_file() and inp.suffix.lower() in VIDEO_EXTS
+    if pose_path is not None:
+        if is_video or (explicit and init != "random"):
+            return _sfm(inp if is_video else img_dir, pose_path, out, progress)
+        res = read_poses_file(pose_path)
+        if inp.is_dir() and not all(p and Path(p).is_file() for p in res.cameras.image_paths):
+            res.cameras = _match_images(res.cameras, img_dir)
+        res.metadata.setdefault("source", str(inp))
+        return res
+    if inp.is_file() and not is_video:
+        raise SpatialvidError(f"{inp}: not a video ({', '.join(sorted(VIDEO_EXTS))}), an image folder or a "
+                              "scene folder")
+    if inp.is_dir() and not _list_images(img_dir):
+        raise SpatialvidError(f"{inp}: folder has no images, no transforms.json and no scene.json")
+    return _sfm(inp if is_video else img_dir, None, out, progress)
+
+
+def check_output(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an existing output folder unless ``overwrite``; ``resume`` needs a checkpoint.
+    Deletes nothing (see :func:`clean_output`), so bad input found later leaves the old folder intact."""
+    if resume:
+        if not checkpoint_path(out_dir).is_file():
+            raise SpatialvidError(f"{out_dir}: nothing to resume (no {CHECKPOINT_DIR}/last.pt); drop --resume")
+        return
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SpatialvidError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise SpatialvidError(f"{out_dir}: output folder exists and is not empty; pass --overwrite to replace "
+                              "it or --resume to continue its training")
+
+
+def clean_output(out_dir: Path, keep_sfm: bool = False) -> None:
+    """Remove what a previous reconstruct wrote into ``out_dir`` (only spatialvid's own output names);
+    ``keep_sfm`` keeps the scene files that pose estimation just wrote there."""
+    for name in OUTPUT_NAMES:
+        if keep_sfm and name in ("gaussians.ply", "transforms.json", "scene.json"):
+            continue
+        p = out_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, poses: str | Path | None = None,
+                resume: bool = False, overwrite: bool = False, progress: bool = True, preset: str | None = None,
+                log=print) -> dict[str, Any]:
+    """Train a scene from ``input_path`` into ``out_dir``; returns the metrics dict (also in metrics.json)."""
+    from spatialvid.gaussians import Gaussians
+    from spatialvid.scene import Scene
+    from spatialvid.train.data import make_train_data
+    from spatialvid.train.eval import CURVE_PNG, plot_curve, write_metrics
+    from spatialvid.train.trainer import Trainer
+
+    cfg.validate()
+    out = Path(out_dir)
+    t_all = time.perf_counter()
+    check_output(out, resume, overwrite)
+    res = resolve_input(input_path, poses, out, progress, init=cfg.init, resume=resume)
+    t0 = time.perf_counter()
+    data = make_train_data(res.cameras, cfg, res.points, res.colors, res.known_poses, progress=progress,
+                           metadata=res.metadata)
+    load_s = time.perf_counter() - t0
+    if not resume:
+        clean_output(out, keep_sfm="sfm" in res.metadata and res.metadata.get("images_dir") == "images")
+    trainer = Trainer(data, cfg, out, progress=progress)
+    w, h = int(data.cameras.width[0]), int(data.cameras.height[0])
+    if resume:
+        trainer.resume()
+        log(f"resuming from step {trainer.step} of {cfg.steps}")
+    else:
+        log(f"training {len(data.train_idx)} images ({len(data.test_idx)} held out) at {w}x{h}, "
+            f"init: {trainer.init_note}, pose refinement {'on' if trainer.pose is not None else 'off'}")
+    trainer.train()
+    trainer.save_checkpoint()
+    t_eval = time.perf_counter()
+    m = trainer.evaluate() if data.test_idx else {"psnr": None, "ssim": None, "lpips": None,
+                                                  "heldout_images": [], "per_image": []}
+    eval_s = time.perf_counter() - t_eval
+
+    # ---- the scene: original cameras (with the refined poses), history entry, Gaussians tagged with it ----
+    scene = Scene(Gaussians.empty(), res.cameras.clone(), dict(res.metadata), list(res.history))
+    refined = trainer.refined_cameras()
+    scene.cameras.R, scene.cameras.t = refined.R.clone(), refined.t.clone()
+    step_id = scene.next_step_id()
+    scene.gaussians = trainer.gaussians(step_id)
+    scene.metadata.update({"train_resolution": [w, h], "heldout_images": m["heldout_images"]})
+    scene.metadata.setdefault("source", str(input_path))
+    scene.add_history("reconstruct", preset=preset, steps=trainer.step, num_gaussians=trainer.num_gaussians,
+                      psnr=m["psnr"], ssim=m["ssim"], backend=cfg.backend, strategy=cfg.strategy,
+                      pose_refine=trainer.pose is not None, config=cfg.to_dict())
+    scene.save(out)
+    metrics = {"psnr": m["psnr"], "ssim": m["ssim"], "lpips": m["lpips"], "num_gaussians": trainer.num_gaussians,
+               "steps": trainer.step, "train_seconds": round(trainer.train_seconds, 2),
+               "heldout_images": m["heldout_images"], "per_image": m["per_image"],
+               "resolution": [w, h], "preset": preset, "backend": cfg.backend, "strategy": cfg.strategy,
+               "pose_refine": trainer.pose is not None,
+               "timings": {**res.timings, "load_images_seconds": round(load_s, 2),
+                           "train_seconds": round(trainer.train_seconds, 2), "eval_seconds": round(eval_s, 2),
+                           "total_seconds": round(time.perf_counter() - t_all, 2)}}
+    if "lpips_note" in m:
+        metrics["lpips_note"] = m["lpips_note"]
+    write_metrics(out, metrics)
+    plot_curve(out / CURVE_PNG, trainer.history, trainer.eval_history, title=f"reconstruct {Path(input_path).name}")
+    return metrics

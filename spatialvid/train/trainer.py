@@ -1,0 +1,392 @@
+"""The training loop: Gaussians fitted to posed images (3D Gaussian Splatting, Kerbl et al. 2023).
+
+One image per step, L1 + D-SSIM loss, one Adam per parameter (3DGS learning rates, positions decayed
+exponentially and scaled by the scene extent), SH degree raised every ``sh_degree_interval`` steps,
+densification by a strategy object (:mod:`spatialvid.train.strategy`), optional per-camera pose refinement,
+atomic checkpoints (``--resume`` continues to the same result), held-out evaluation at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spatialvid.errors import SpatialvidError
+from spatialvid.gaussians import CAPTURED, Gaussians, num_sh_bases, rgb_to_sh0
+from spatialvid.render import rasterize
+from spatialvid.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from spatialvid.train.config import TrainConfig
+from spatialvid.train.data import TrainData
+from spatialvid.train.losses import photometric_loss
+from spatialvid.train.optim import PARAM_NAMES, exp_lr, make_optimizers, set_lr
+from spatialvid.train.pose_refine import PoseRefiner
+from spatialvid.train.strategy import make_strategy
+
+
+class TrainingDiverged(SpatialvidError):
+    """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    num_gaussians: int
+    train_seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] | None = None
+
+
+def scene_extent(centers: torch.Tensor) -> float:
+    """3DGS scene radius: 1.1 x the largest distance of a camera centre from their mean (world units)."""
+    if len(centers) < 2:
+        return 1.0
+    r = float((centers - centers.mean(0)).norm(dim=-1).max()) * 1.1
+    return r if r > 1e-6 else 1.0
+
+
+def knn_scales(points: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Mean distance to the ``k`` nearest neighbours of each point (scipy cKDTree), [P]."""
+    from scipy.spatial import cKDTree
+
+    pts = points.double().numpy()
+    if len(pts) < 2:
+        return torch.full((len(pts),), 0.01)
+    kk = min(k + 1, len(pts))
+    d, _ = cKDTree(pts).query(pts, k=kk)
+    d = d[:, 1:] if kk > 1 else d
+    m = torch.from_numpy(d.mean(-1)).float()
+    pos = m[m > 0]
+    floor = float(pos.median()) * 0.01 if len(pos) else 1e-4
+    return m.clamp_min(max(floor, 1e-7))
+
+
+def random_points_in_frusta(cameras, n: int, extent: float, gen: torch.Generator) -> torch.Tensor:
+    """``n`` points uniform in the region seen by many cameras: candidates in a box around the camera centres
+    (grown by the scene extent), kept when they project inside at least 20% of the cameras (relaxed down to
+    one camera if too few survive)."""
+    centers = cameras.centers()
+    lo = centers.min(0).values - extent
+    hi = centers.max(0).values + extent
+    out, need = [], n
+    thresholds = [max(2, int(0.2 * len(cameras))), 2, 1]
+    for thr in thresholds:
+        for _ in range(20):
+            cand = lo + (hi - lo) * torch.rand(max(4 * need, 4096), 3, generator=gen)
+            uv, z = cameras.project(cand)
+            w = cameras.width[:, None].float()
+            h = cameras.height[:, None].float()
+            inside = (z > 0.05 * extent) & (uv[..., 0] >= 0) & (uv[..., 0] < w) & (uv[..., 1] >= 0) & (uv[..., 1] < h)
+            ok = inside.sum(0) >= min(thr, len(cameras))
+            out.append(cand[ok][:need])
+            need -= int(out[-1].shape[0])
+            if need <= 0:
+                return torch.cat(out)[:n]
+    if need == n:
+        raise SpatialvidError("random init: no point in front of the cameras (are the poses valid?)")
+    return torch.cat(out)
+
+
+def init_gaussians(data: TrainData, cfg: TrainConfig, extent: float, gen: torch.Generator) -> tuple[Gaussians, str]:
+    """Initial Gaussians: from the sparse points (scales = mean 3-NN distance, opacity ``init_opacity``),
+    or random in the camera frusta. Returns (gaussians, description)."""
+    use_points = data.points is not None and len(data.points) >= 4 and cfg.init != "random"
+    if cfg.init == "points" and not use_points:
+        raise SpatialvidError("init=points but the input has no sparse points (use --init random)")
+    if use_points:
+        pts, rgb = data.points, data.colors
+        limit = min(cfg.init_max_points, cfg.max_gaussians)
+        if len(pts) > limit:
+            sel = torch.randperm(len(pts), generator=gen)[:limit]
+            pts, rgb = pts[sel], rgb[sel]
+        how = f"{len(pts):,} sparse points"
+    else:
+        n = min(cfg.init_random_points, cfg.max_gaussians)
+        pts = random_points_in_frusta(data.train_cameras, n, extent, gen)
+        rgb = 0.5 + 0.1 * torch.randn(len(pts), 3, generator=gen)
+        rgb = rgb.clamp(0, 1)
+        how = f"{len(pts):,} random points in the camera frusta"
+    scales = knn_scales(pts)
+    n = len(pts)
+    quats = torch.zeros(n, 4)
+    quats[:, 0] = 1
+    g = Gaussians.from_arrays(pts, torch.log(scales)[:, None].expand(n, 3).clone(), quats,
+                              torch.logit(torch.full((n,), float(cfg.init_opacity))), rgb_to_sh0(rgb),
+                              torch.zeros(n, num_sh_bases(cfg.sh_degree) - 1, 3))
+    return g, how
+
+
+def _camera_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g)
+
+
+class Trainer:
+    """Fits Gaussians to ``data`` with ``cfg``; writes checkpoints under ``out_dir/checkpoints``.
+
+    ``init`` (optional) gives starting Gaussians instead of the points in ``data``.
+    """
+
+    def __init__(self, data: TrainData, cfg: TrainConfig, out_dir: str | Path | None = None,
+                 init: Gaussians | None = None, progress: bool = True):
+        cfg.validate()
+        self.data, self.cfg, self.progress = data, cfg, progress
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % (2**32))
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.extent = scene_extent(data.train_cameras.centers())
+        if init is None:
+            g, self.init_note = init_gaussians(data, cfg, self.extent, self.gen)
+        else:
+            g = init.with_sh_degree(cfg.sh_degree)
+            self.init_note = f"{len(g):,} given Gaussians"
+        if len(g) > cfg.max_gaussians:
+            raise SpatialvidError(f"initial Gaussians ({len(g):,}) exceed max_gaussians={cfg.max_gaussians:,} "
+                                  "(raise --max-gaussians)")
+        self.params = {k: torch.nn.Parameter(getattr(g, k).detach().clone().float()) for k in PARAM_NAMES}
+        self.optimizers = make_optimizers(self.params, self._base_lrs())
+        self.strategy = make_strategy(cfg, self.extent, verbose=progress)
+        self.strategy_state = self.strategy.initialize_state(self.params)
+        refine = cfg.pose_refine == "on" or (cfg.pose_refine == "auto" and not data.known_poses)
+        ntrain = len(data.train_idx)
+        self.pose = PoseRefiner(ntrain) if refine else None
+        self.pose_opt = torch.optim.Adam(self.pose.parameters(), lr=cfg.lr_pose) if refine else None
+        cams = data.cameras
+        self.viewmats = cams.viewmats()
+        self.Ks = cams.Ks()
+        self.bg = torch.ones(3) if cfg.background == "white" else torch.zeros(3)
+        self.step = 0
+        self.train_seconds = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.eval_history: list[dict[str, Any]] = []
+
+    # ---- helpers ----------------------------------------------------------------------------------
+    def _base_lrs(self) -> dict[str, float]:
+        c = self.cfg
+        return {"means": c.lr_means * self.extent, "log_scales": c.lr_scales, "quats": c.lr_quats,
+                "opacity_logits": c.lr_opacity, "sh0": c.lr_sh0, "shN": c.lr_sh0 / c.lr_shN_div}
+
+    def lr_means(self, step: int) -> float:
+        c = self.cfg
+        return exp_lr(step, c.steps, c.lr_means * self.extent, c.lr_means_final * self.extent)
+
+    def sh_degree_at(self, step: int) -> int:
+        if self.cfg.sh_degree_interval <= 0:
+            return self.cfg.sh_degree
+        return min(self.cfg.sh_degree, step // self.cfg.sh_degree_interval)
+
+    def camera_at(self, step: int) -> int:
+        """Index (into ``data.train_idx``) of the training camera used at ``step``: a fresh permutation of the
+        training images each epoch, derived from (seed, epoch) so that a resumed run sees the same order."""
+        n = len(self.data.train_idx)
+        return int(_camera_order(self.cfg.seed, step // n, n)[step % n])
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.params["means"].shape[0])
+
+    def gaussians(self, step_id: int = 0) -> Gaussians:
+        """The current Gaussians (detached copies), tagged CAPTURED with history step ``step_id``."""
+        n = self.num_gaussians
+        return Gaussians(**{k: self.params[k].detach().clone() for k in PARAM_NAMES},
+                         origin=torch.full((n,), CAPTURED, dtype=torch.uint8),
+                         step=torch.full((n,), step_id, dtype=torch.int32))
+
+    def render(self, cam_idx: int, sh_degree: int | None = None, train_pos: int | None = None):
+        """Render camera ``cam_idx`` (index into ``data.cameras``); with ``train_pos`` (its position in the
+        training list) the learned pose correction is applied."""
+        p = self.params
+        means, quats = p["means"], p["quats"]
+        vm = self.viewmats[cam_idx]
+        if self.pose is not None and train_pos is not None:
+            means, quats = self.pose.apply(train_pos, means, quats, vm)
+        deg = self.cfg.sh_degree if sh_degree is None else sh_degree
+        # only the active bands enter the graph (no gradient work, no Adam step for unused ones)
+        k = (deg + 1) ** 2 - 1
+        sh = torch.cat([p["sh0"][:, None, :], p["shN"][:, :k]], 1) if k else p["sh0"][:, None, :]
+        img = self.data.images[cam_idx]
+        out = rasterize(means, quats, torch.exp(p["log_scales"]), torch.sigmoid(p["opacity_logits"]), sh,
+                        vm, self.Ks[cam_idx], img.shape[1], img.shape[0], sh_degree=deg,
+                        background=self.bg, antialiased=self.cfg.antialiased, backend=self.cfg.backend)
+        out.width, out.height = img.shape[1], img.shape[0]
+        return out
+
+    def refined_cameras(self):
+        """All cameras at the training resolution, training poses corrected by the pose refinement."""
+        cams = self.data.cameras.clone()
+        if self.pose is not None:
+            idx = self.data.train_idx
+            vms = self.pose.refined_viewmats(self.viewmats[idx])
+            cams.R[idx] = vms[:, :3, :3]
+            cams.t[idx] = vms[:, :3, 3]
+        return cams
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "strategy_state": {k: v.clone() for k, v in self.strategy_state.items()},
+            "pose": None if self.pose is None else self.pose.state_dict(),
+            "pose_opt": None if self.pose_opt is None else self.pose_opt.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "gen": self.gen.get_state()},
+            "train_seconds": self.train_seconds,
+            "history": list(self.history),
+            "eval_history": list(self.eval_history),
+            "extent": self.extent,
+            "num_cameras": len(self.data.cameras),
+            "camera_names": list(self.data.cameras.names),
+        }
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        if st.get("camera_names") != list(self.data.cameras.names):
+            raise SpatialvidError("checkpoint was made from different images (camera names differ); "
+                                  "resume with the same input, or start again with --overwrite")
+        for key in ("sh_degree", "strategy", "seed"):
+            if st["config"].get(key) != getattr(self.cfg, key):
+                raise SpatialvidError(f"checkpoint has {key}={st['config'].get(key)!r} but this run has "
+                                      f"{getattr(self.cfg, key)!r}; resume with the same settings")
+        self.step = int(st["step"])
+        self.extent = float(st["extent"])
+        self.params = {k: torch.nn.Parameter(v.clone()) for k, v in st["params"].items()}
+        self.optimizers = make_optimizers(self.params, self._base_lrs())
+        for k, o in self.optimizers.items():
+            o.load_state_dict(st["optimizers"][k])
+        self.strategy = make_strategy(self.cfg, self.extent, verbose=self.progress)
+        self.strategy_state = {k: v.clone() for k, v in st["strategy_state"].items()}
+        if (st["pose"] is None) != (self.pose is None):
+            raise SpatialvidError("checkpoint and this run disagree on pose refinement (--pose-refine)")
+        if self.pose is not None:
+            self.pose.load_state_dict(st["pose"])
+            self.pose_opt.load_state_dict(st["pose_opt"])
+        torch.set_rng_state(st["rng"]["torch"])
+        np.random.set_state(st["rng"]["numpy"])
+        random.setstate(st["rng"]["python"])
+        self.gen.set_state(st["rng"]["gen"])
+        self.train_seconds = float(st["train_seconds"])
+        self.history = list(st["history"])
+        self.eval_history = list(st.get("eval_history", []))
+
+    def save_checkpoint(self) -> Path | None:
+        if self.out_dir is None:
+            return None
+        return save_checkpoint(checkpoint_path(self.out_dir), self.state_dict())
+
+    def resume(self) -> int:
+        """Load ``out_dir/checkpoints/last.pt``; returns the step it continues from."""
+        if self.out_dir is None:
+            raise SpatialvidError("resume needs an output folder")
+        self.load_state_dict(load_checkpoint(checkpoint_path(self.out_dir)))
+        return self.step
+
+    # ---- the loop ---------------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict[str, Any]:
+        """One optimisation step at ``step`` (0-based). Returns the step's stats (loss, l1, psnr...)."""
+        cfg = self.cfg
+        pos = self.camera_at(step)
+        cam = self.data.train_idx[pos]
+        lr_m = self.lr_means(step)
+        set_lr(self.optimizers["means"], lr_m)
+        use_pose = self.pose is not None and step >= cfg.pose_refine_start
+        out = self.render(cam, self.sh_degree_at(step), train_pos=pos if self.pose is not None else None)
+        gt = self.data.images[cam]
+        loss, l1 = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
+        reg = self.strategy.regularization(self.params)
+        if torch.is_tensor(reg):
+            loss = loss + reg
+        if not torch.isfinite(loss):
+            return {"step": step, "loss": float("nan"), "finite": False}
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, out)
+        loss.backward()
+        for o in self.optimizers.values():
+            o.step()
+            o.zero_grad(set_to_none=True)
+        if self.pose_opt is not None:
+            if use_pose:
+                self.pose_opt.step()
+            self.pose_opt.zero_grad(set_to_none=True)
+        info = self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, out,
+                                                lr_means=lr_m)
+        with torch.no_grad():
+            mse = torch.mean((out.rgb.detach() - gt) ** 2).item()
+        return {"step": step, "loss": float(loss.detach()), "l1": float(l1),
+                "psnr": 10 * math.log10(1 / max(mse, 1e-12)), "finite": True, **info}
+
+    def train(self, until: int | None = None) -> TrainResult:
+        """Train from the current step to ``until`` (default ``cfg.steps``)."""
+        cfg = self.cfg
+        until = cfg.steps if until is None else min(until, cfg.steps)
+        if self.num_gaussians == 0:
+            raise SpatialvidError("nothing to train: no initial Gaussians")
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
+        ema_loss = ema_psnr = None
+        t_start = time.perf_counter()
+        t0 = self.train_seconds
+        try:
+            while self.step < until:
+                step = self.step
+                st = self.train_step(step)
+                if not st["finite"]:
+                    self.train_seconds = t0 + time.perf_counter() - t_start
+                    self._diverged(step)
+                self.step = step + 1
+                ema_loss = st["loss"] if ema_loss is None else 0.9 * ema_loss + 0.1 * st["loss"]
+                ema_psnr = st["psnr"] if ema_psnr is None else 0.9 * ema_psnr + 0.1 * st["psnr"]
+                if step % max(cfg.log_every, 1) == 0 or self.step == until:
+                    self.history.append({"step": self.step, "loss": ema_loss, "psnr": ema_psnr,
+                                         "num_gaussians": self.num_gaussians,
+                                         "time": t0 + time.perf_counter() - t_start})
+                if bar is not None:
+                    bar.update(1)
+                    if step % 10 == 0 or self.step == until:
+                        bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr:.2f}", n=f"{self.num_gaussians:,}",
+                                        refresh=False)
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps and self.data.test_idx:
+                    m = self.evaluate(save_images=False)
+                    self.eval_history.append({"step": self.step, "psnr": m["psnr"], "ssim": m["ssim"]})
+                    if bar is not None:
+                        bar.write(f"step {self.step}: held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}")
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    self.train_seconds = t0 + time.perf_counter() - t_start
+                    self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+        self.train_seconds = t0 + time.perf_counter() - t_start
+        return TrainResult(self.step, self.num_gaussians, self.train_seconds, self.history)
+
+    def _diverged(self, step: int) -> None:
+        ck = checkpoint_path(self.out_dir) if self.out_dir is not None else None
+        if ck is not None and ck.exists():
+            try:
+                good = int(load_checkpoint(ck)["step"])
+                kept = f"the last good checkpoint (step {good}) is kept at {ck}; lower the learning rates and --resume"
+            except SpatialvidError:
+                kept = f"checkpoint at {ck} left as it was"
+        else:
+            kept = "no checkpoint had been written yet (lower --checkpoint-every to keep more)"
+        raise TrainingDiverged(f"training diverged: the loss became NaN/inf at step {step}; {kept}")
+
+    # ---- evaluation -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, indices: list[int] | None = None, save_images: bool | None = None) -> dict[str, Any]:
+        """Held-out metrics (PSNR, SSIM, LPIPS when local weights exist): see :mod:`spatialvid.train.eval`."""
+        from spatialvid.train.eval import evaluate_trainer
+
+        return evaluate_trainer(self, indices, save_images=self.cfg.save_eval_images if save_images is None
+                                else save_images)
