@@ -29,10 +29,10 @@ def fox_dir(shared_data: Path) -> Path:
 def trained_sample_scene(tmp_path_factory) -> Path:
     """A scene folder trained by `spatialvid reconstruct` (fast preset, 300 steps) on a small sample
     (32 frames, 80x60, known poses). Takes ~30 s once per session; treat it as read-only."""
+    import torch
+
     from spatialvid.cli import main
     from spatialvid.sample import make_sample
-
-    import torch
 
     base = tmp_path_factory.mktemp("trained_sample")
     sample = make_sample(base / "sample", num_frames=32, width=80, height=60, progress=False)
