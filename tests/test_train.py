@@ -296,3 +296,134 @@ def test_reconstruct_small_sample(trained_sample_scene):
     assert (scene.gaussians.step == scene.history[-1]["step"]).all()
     assert (scene_dir / "training_curve.png").stat().st_size > 1000
     assert (scene_dir / "eval" / "frame_00008.png").exists()
+
+
+# ---- step callbacks and the live view (--view) --------------------------------------------------------
+def test_step_callback_reports_progress_and_blocking_pauses_training(one_thread):
+    import threading
+    import time
+
+    data = _toy_data(n_cams=8, size=32)
+    events, times = [], []
+    resume = threading.Event()
+    pause_s = 0.4
+
+    def on_step(ev):
+        events.append((ev.step, ev.total, ev.loss, ev.psnr, ev.num_gaussians, ev.stats))
+        g = ev.gaussians()
+        assert len(g) == ev.num_gaussians == ev.trainer.num_gaussians
+        assert torch.equal(g.means, ev.trainer.params["means"].detach())
+        assert g.means.data_ptr() != ev.trainer.params["means"].data_ptr()  # a copy, not the parameter
+        times.append(time.perf_counter())
+        if ev.step == 10:  # a "paused" UI: blocks until released from another thread
+            threading.Timer(pause_s, resume.set).start()
+            assert resume.wait(10)
+
+    tr = Trainer(data, _toy_cfg(steps=30), None, progress=False, on_step=[on_step], on_step_every=5)
+    t0 = time.perf_counter()
+    tr.train(until=22)
+    wall = time.perf_counter() - t0
+    steps = [e[0] for e in events]
+    assert steps == [5, 10, 15, 20, 22]  # every 5 steps and after the last one of train()
+    for step, total, loss, psnr, n, stats in events:
+        assert total == 30 and math.isfinite(loss) and 0 < loss < 1 and 5 < psnr < 60 and n > 0
+        assert stats == {"step": step, "loss": loss, "psnr": psnr, "num_gaussians": n}
+    assert events[-1][4] == tr.num_gaussians
+    assert times[2] - times[1] >= pause_s  # training did not go on while the callback blocked
+    assert wall >= pause_s and tr.train_seconds <= wall - pause_s + 0.05  # paused time is not training time
+    with pytest.raises(SpatialvidError, match="on_step_every"):
+        Trainer(data, _toy_cfg(), None, progress=False, on_step_every=0)
+
+
+def _toy_folder(tmp_path, n_cams: int = 8, size: int = 32):
+    """_toy_data written as a nerfstudio folder (images/ + transforms.json) for the command."""
+    import numpy as np
+    from PIL import Image
+
+    from spatialvid.formats.nerfstudio import write_transforms
+
+    data = _toy_data(n_cams=n_cams, size=size)
+    (tmp_path / "images").mkdir(parents=True)
+    cams = data.cameras.clone()
+    paths = []
+    for name, img in zip(cams.names, data.images):
+        p = tmp_path / "images" / name
+        Image.fromarray((img.clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(p)
+        paths.append(str(p))
+    cams.image_paths = paths
+    write_transforms(tmp_path / "transforms.json", cams, relative_to=tmp_path)
+    return tmp_path
+
+
+class _FakeViewer:
+    """Records what `reconstruct --view` does with the viewer (no server)."""
+
+    made: list = []
+    fail_at: int | None = None
+
+    def __init__(self, scene, config=None, training=False):
+        self.scene, self.config, self.training = scene, config, training
+        self.updates, self.waits, self.stopped = [], 0, 0
+        self.url = f"http://{config.host}:{config.port}"
+        _FakeViewer.made.append(self)
+
+    def update_training(self, gaussians, stats):
+        self.updates.append((len(gaussians), dict(stats)))
+        if stats["step"].startswith(str(_FakeViewer.fail_at) + "/"):
+            raise KeyboardInterrupt  # Ctrl-C during training
+
+    def wait_while_paused(self, timeout=None):
+        self.waits += 1
+        return self.waits % 2 == 0  # "paused" once per step: the caller must keep waiting
+
+    def stop(self):
+        self.stopped += 1
+
+
+def test_reconstruct_view_feeds_the_viewer_and_stops_it(tmp_path, monkeypatch, capsys, one_thread):
+    import viewer
+
+    from spatialvid.cli import main
+
+    monkeypatch.setattr(viewer, "ViewerApp", _FakeViewer)
+    _FakeViewer.made, _FakeViewer.fail_at = [], None
+    src = _toy_folder(tmp_path / "toy")
+    args = ["reconstruct", str(src), "-o", str(tmp_path / "out"), "--preset", "fast", "--steps", "12",
+            "--init", "random", "--init-random-points", "300", "--resolution", "0", "--checkpoint-every", "0",
+            "--backend", "cpu", "--quiet", "--view", "--view-port", "0"]
+    assert main(args) == 0
+    (app,) = _FakeViewer.made
+    assert app.training and app.config.port == 0 and app.config.host == "127.0.0.1"
+    assert len(app.scene.gaussians) == 300 and len(app.scene.cameras) == 8  # the starting scene
+    assert [u[1]["step"] for u in app.updates] == [f"{s}/12" for s in range(1, 13)]
+    assert all(math.isfinite(u[1]["loss"]) and math.isfinite(u[1]["psnr"]) and u[0] > 0 for u in app.updates)
+    assert app.waits == 2 * 12 and app.stopped == 1
+    assert "live view: open http://127.0.0.1:0" in capsys.readouterr().out
+    assert (tmp_path / "out" / "gaussians.ply").exists()
+
+    _FakeViewer.made, _FakeViewer.fail_at = [], 5  # interrupted: exit 130, the viewer is still stopped
+    assert main(args[:3] + [str(tmp_path / "out2")] + args[4:]) == 130
+    assert _FakeViewer.made[0].stopped == 1 and len(_FakeViewer.made[0].updates) == 5
+    assert main(args + ["--view-port", "70000"]) == 2  # bad port: one line, before any work
+
+
+def test_live_view_with_a_real_viewer(one_thread):
+    from spatialvid.cli.reconstruct import LiveView
+    from spatialvid.scene import Scene
+
+    data = _toy_data(n_cams=8, size=32)
+    tr = Trainer(data, _toy_cfg(steps=20), None, progress=False)
+    view = LiveView("127.0.0.1", 0)
+    view.start(Scene(tr.gaussians(), data.cameras))
+    try:
+        tr.callbacks = [view]
+        view.app.training_panel.refresh.value = 0.5
+        tr.train()
+        panel = view.app.training_panel
+        assert panel.flush(20)
+        assert view.updates == 20 and panel.updates >= 1
+        assert panel.stats["step"] == "20/20" and panel.stats["gaussians"] == tr.num_gaussians
+        assert len(view.app.scene.gaussians) == tr.num_gaussians  # the splats shown are the trained ones
+    finally:
+        view.stop()
+    assert view.app is None

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 
 from spatialvid.cli._common import add_parser
+from spatialvid.errors import SpatialvidError
 
 DESCRIPTION = """\
 Train a 3D Gaussian-splat scene from INPUT and write it to SCENE_DIR.
@@ -28,6 +31,7 @@ examples:
   spatialvid reconstruct data/sample/video.mp4 -o scenes/sample --preset fast
   spatialvid reconstruct ../shared/data/fox --poses transforms.json --downscale 4 -o scenes/fox
   spatialvid reconstruct scenes/fox --resume -o scenes/fox        # continue a killed run
+  spatialvid reconstruct data/sample -o scenes/sample --view      # watch training live in a browser
 """
 
 
@@ -53,8 +57,66 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing SCENE_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    p.add_argument("--view", action="store_true",
+                   help="watch training live in the web viewer (splats refreshed every few seconds, loss/PSNR/"
+                        "Gaussian count shown, Pause/Resume button); the URL is printed when training starts "
+                        "and the viewer stops when training ends")
+    p.add_argument("--view-host", default="127.0.0.1",
+                   help="address the live viewer listens on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--view-port", type=int, default=8080,
+                   help="live viewer port (default: 8080; the next free one is used when taken; 0 = any)")
     add_config_arguments(p)
     p.set_defaults(func=run)
+
+
+class LiveView:
+    """``--view``: a training-mode viewer fed by the trainer's step callback.
+
+    ``start(scene)`` (the pipeline's ``on_train_start``) opens the viewer on the starting scene and prints its
+    URL; calling the object with a :class:`~spatialvid.train.trainer.StepEvent` (``on_step``) sends the current
+    Gaussians and stats (the viewer throttles the copies) and blocks while the user has paused training;
+    ``stop()`` closes the viewer. ``factory(scene, config)`` builds the app (default: ``ViewerApp``).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, factory=None):
+        if not 0 <= port <= 65535:
+            raise SpatialvidError(f"--view-port must be in 0..65535 (got {port})")
+        self.host, self.port, self.factory = host, port, factory
+        self.app = None
+        self.updates = 0
+
+    def start(self, scene) -> None:
+        from viewer import ViewerApp, ViewerConfig
+        from viewer.app import is_loopback
+
+        if not is_loopback(self.host):
+            print(f"spatialvid reconstruct: warning: the live viewer listens on {self.host}: anyone who can "
+                  "reach this machine can see the scene", file=sys.stderr)
+        config = ViewerConfig(host=self.host, port=self.port)
+        try:
+            with warnings.catch_warnings():  # the warning was printed above, once
+                warnings.simplefilter("ignore", UserWarning)
+                if self.factory is not None:
+                    self.app = self.factory(scene, config)
+                else:
+                    self.app = ViewerApp(scene, config=config, training=True)
+        except OSError as e:
+            raise SpatialvidError(f"--view: cannot listen on {self.host}:{self.port} ({e})") from None
+        print(f"live view: open {self.app.url} in a browser (Pause/Resume in the Training tab)", flush=True)
+
+    def __call__(self, event) -> None:
+        if self.app is None:
+            return
+        stats = {"step": f"{event.step}/{event.total}", "loss": event.loss, "psnr": event.psnr}
+        self.app.update_training(event.gaussians(copy=False), stats)  # the viewer copies what it sends
+        self.updates += 1
+        while not self.app.wait_while_paused(0.5):  # short waits: Ctrl-C stays responsive while paused
+            pass
+
+    def stop(self) -> None:
+        app, self.app = self.app, None
+        if app is not None:
+            app.stop()
 
 
 def run(args) -> int:
@@ -62,8 +124,21 @@ def run(args) -> int:
     from spatialvid.train.pipeline import reconstruct
 
     cfg = load_config(args.preset, overrides_from_args(args))
-    m = reconstruct(args.input, args.out, cfg, poses=args.poses, resume=args.resume, overwrite=args.overwrite,
-                    progress=not args.quiet, preset=args.preset)
+    view = None
+    if getattr(args, "view", False):
+        try:
+            import viewer  # noqa: F401  (fail before any long work when the viewer cannot be imported)
+        except ImportError as e:
+            raise SpatialvidError(f"--view needs the viewer package ({e})") from None
+        view = LiveView(args.view_host, args.view_port)
+    try:
+        m = reconstruct(args.input, args.out, cfg, poses=args.poses, resume=args.resume,
+                        overwrite=args.overwrite, progress=not args.quiet, preset=args.preset,
+                        on_step=view, on_train_start=view.start if view is not None else None)
+    finally:
+        if view is not None and view.app is not None:
+            view.stop()
+            print(f"live view closed; open the result with: spatialvid view {args.out}", file=sys.stderr)
     if args.json:
         print(json.dumps({k: v for k, v in m.items() if k != "per_image"}))
         return 0

@@ -9,8 +9,8 @@ from spatialvid.train.config import PRESETS, TrainConfig, load_config
 from spatialvid.train.data import TrainData, make_train_data, split_indices
 from spatialvid.train.pipeline import reconstruct, resolve_input
 from spatialvid.train.strategy import DefaultStrategy, MCMCStrategy, Strategy
-from spatialvid.train.trainer import Trainer, TrainingDiverged, TrainResult
+from spatialvid.train.trainer import StepEvent, Trainer, TrainingDiverged, TrainResult
 
-__all__ = ["PRESETS", "DefaultStrategy", "MCMCStrategy", "Strategy", "TrainConfig", "TrainData", "TrainResult",
+__all__ = ["PRESETS", "DefaultStrategy", "MCMCStrategy", "StepEvent", "Strategy", "TrainConfig", "TrainData", "TrainResult",
            "Trainer", "TrainingDiverged", "load_config", "make_train_data", "reconstruct", "resolve_input",
            "split_indices"]

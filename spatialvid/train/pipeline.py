@@ -222,8 +222,14 @@ def clean_output(out_dir: Path, keep_sfm: bool = False) -> None:
 
 def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, poses: str | Path | None = None,
                 resume: bool = False, overwrite: bool = False, progress: bool = True, preset: str | None = None,
-                log=print) -> dict[str, Any]:
-    """Train a scene from ``input_path`` into ``out_dir``; returns the metrics dict (also in metrics.json)."""
+                log=print, on_step=None, on_step_every: int = 1, on_train_start=None) -> dict[str, Any]:
+    """Train a scene from ``input_path`` into ``out_dir``; returns the metrics dict (also in metrics.json).
+
+    ``on_step`` / ``on_step_every``: step callback(s) given to :class:`~spatialvid.train.trainer.Trainer`
+    (called with a :class:`~spatialvid.train.trainer.StepEvent`). ``on_train_start(scene)`` is called once
+    before the first step with the starting :class:`~spatialvid.scene.Scene` (initial or resumed Gaussians,
+    cameras at the training resolution), e.g. to open a live view.
+    """
     from spatialvid.gaussians import Gaussians
     from spatialvid.scene import Scene
     from spatialvid.train.data import make_train_data
@@ -241,7 +247,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     load_s = time.perf_counter() - t0
     if not resume:
         clean_output(out, keep_sfm="sfm" in res.metadata and res.metadata.get("images_dir") == "images")
-    trainer = Trainer(data, cfg, out, progress=progress)
+    trainer = Trainer(data, cfg, out, progress=progress, on_step=on_step, on_step_every=on_step_every)
     w, h = int(data.cameras.width[0]), int(data.cameras.height[0])
     if resume:
         trainer.resume()
@@ -249,6 +255,8 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     else:
         log(f"training {len(data.train_idx)} images ({len(data.test_idx)} held out) at {w}x{h}, "
             f"init: {trainer.init_note}, pose refinement {'on' if trainer.pose is not None else 'off'}")
+    if on_train_start is not None:
+        on_train_start(Scene(trainer.gaussians(), trainer.refined_cameras(), dict(res.metadata), list(res.history)))
     trainer.train()
     trainer.save_checkpoint()
     t_eval = time.perf_counter()

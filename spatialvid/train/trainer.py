@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,40 @@ class TrainResult:
     train_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] | None = None
+
+
+@dataclass
+class StepEvent:
+    """What a step callback (``Trainer(on_step=...)``) receives after a training step.
+
+    ``step`` counts completed steps (1..``total``, the same numbering as ``Trainer.history``); ``loss`` and
+    ``psnr`` (dB, on the training image) are smoothed (EMA 0.9, as in the progress bar), ``step_loss`` /
+    ``step_psnr`` are the raw values of this step; ``train_seconds`` excludes time spent in callbacks.
+    The Gaussians are built only on request: :meth:`gaussians`.
+    """
+
+    step: int
+    total: int
+    loss: float
+    psnr: float
+    step_loss: float
+    step_psnr: float
+    num_gaussians: int
+    train_seconds: float
+    trainer: Trainer = field(repr=False)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """``{step, loss, psnr, num_gaussians}`` (plain numbers, e.g. for a UI)."""
+        return {"step": self.step, "loss": self.loss, "psnr": self.psnr, "num_gaussians": self.num_gaussians}
+
+    def gaussians(self, copy: bool = True) -> Gaussians:
+        """The current Gaussians, detached. ``copy=False`` shares storage with the parameters: cheaper, but only
+        valid until the callback returns (the next step changes it in place)."""
+        return self.trainer.gaussians(copy=copy)
+
+
+StepCallback = Callable[[StepEvent], None]
 
 
 def scene_extent(centers: torch.Tensor) -> float:
@@ -131,12 +166,26 @@ class Trainer:
     """Fits Gaussians to ``data`` with ``cfg``; writes checkpoints under ``out_dir/checkpoints``.
 
     ``init`` (optional) gives starting Gaussians instead of the points in ``data``.
+    ``on_step``: a callable (or a list of them) called as ``fn(event: StepEvent)`` every ``on_step_every``
+    completed steps and after the last step of :meth:`train` (on the training thread: a callback that blocks,
+    e.g. a UI pause, pauses training; its time is not counted in ``train_seconds``; an exception it raises
+    stops training and propagates). Used for live views; the trainer knows nothing about who listens.
     """
 
     def __init__(self, data: TrainData, cfg: TrainConfig, out_dir: str | Path | None = None,
-                 init: Gaussians | None = None, progress: bool = True):
+                 init: Gaussians | None = None, progress: bool = True,
+                 on_step: StepCallback | Sequence[StepCallback] | None = None, on_step_every: int = 1):
         cfg.validate()
+        if on_step_every < 1:
+            raise SpatialvidError(f"on_step_every must be >= 1, got {on_step_every}")
         self.data, self.cfg, self.progress = data, cfg, progress
+        if on_step is None:
+            self.callbacks: list[StepCallback] = []
+        elif callable(on_step):
+            self.callbacks = [on_step]
+        else:
+            self.callbacks = list(on_step)
+        self.on_step_every = int(on_step_every)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -193,10 +242,12 @@ class Trainer:
     def num_gaussians(self) -> int:
         return int(self.params["means"].shape[0])
 
-    def gaussians(self, step_id: int = 0) -> Gaussians:
-        """The current Gaussians (detached copies), tagged CAPTURED with history step ``step_id``."""
+    def gaussians(self, step_id: int = 0, copy: bool = True) -> Gaussians:
+        """The current Gaussians (detached copies; ``copy=False``: detached views sharing the parameters'
+        storage), tagged CAPTURED with history step ``step_id``."""
         n = self.num_gaussians
-        return Gaussians(**{k: self.params[k].detach().clone() for k in PARAM_NAMES},
+        return Gaussians(**{k: (self.params[k].detach().clone() if copy else self.params[k].detach())
+                            for k in PARAM_NAMES},
                          origin=torch.full((n,), CAPTURED, dtype=torch.uint8),
                          step=torch.full((n,), step_id, dtype=torch.int32))
 
@@ -337,12 +388,17 @@ class Trainer:
         ema_loss = ema_psnr = None
         t_start = time.perf_counter()
         t0 = self.train_seconds
+        cb_seconds = 0.0  # time spent in step callbacks (e.g. paused by a UI): not training time
+
+        def elapsed() -> float:
+            return t0 + time.perf_counter() - t_start - cb_seconds
+
         try:
             while self.step < until:
                 step = self.step
                 st = self.train_step(step)
                 if not st["finite"]:
-                    self.train_seconds = t0 + time.perf_counter() - t_start
+                    self.train_seconds = elapsed()
                     self._diverged(step)
                 self.step = step + 1
                 ema_loss = st["loss"] if ema_loss is None else 0.9 * ema_loss + 0.1 * st["loss"]
@@ -350,7 +406,7 @@ class Trainer:
                 if step % max(cfg.log_every, 1) == 0 or self.step == until:
                     self.history.append({"step": self.step, "loss": ema_loss, "psnr": ema_psnr,
                                          "num_gaussians": self.num_gaussians,
-                                         "time": t0 + time.perf_counter() - t_start})
+                                         "time": elapsed()})
                 if bar is not None:
                     bar.update(1)
                     if step % 10 == 0 or self.step == until:
@@ -362,12 +418,21 @@ class Trainer:
                     if bar is not None:
                         bar.write(f"step {self.step}: held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}")
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
-                    self.train_seconds = t0 + time.perf_counter() - t_start
+                    self.train_seconds = elapsed()
                     self.save_checkpoint()
+                if self.callbacks and (self.step % self.on_step_every == 0 or self.step == until):
+                    t_cb = time.perf_counter()
+                    event = StepEvent(self.step, cfg.steps, ema_loss, ema_psnr, st["loss"], st["psnr"],
+                                      self.num_gaussians, elapsed(), self)
+                    try:
+                        for fn in self.callbacks:
+                            fn(event)
+                    finally:
+                        cb_seconds += time.perf_counter() - t_cb
         finally:
             if bar is not None:
                 bar.close()
-        self.train_seconds = t0 + time.perf_counter() - t_start
+        self.train_seconds = elapsed()
         return TrainResult(self.step, self.num_gaussians, self.train_seconds, self.history)
 
     def _diverged(self, step: int) -> None:
