@@ -382,7 +382,6 @@ class _FakeViewer:
 
 def test_reconstruct_view_feeds_the_viewer_and_stops_it(tmp_path, monkeypatch, capsys, one_thread):
     import viewer
-
     from spatialvid.cli import main
 
     monkeypatch.setattr(viewer, "ViewerApp", _FakeViewer)
@@ -404,7 +403,10 @@ def test_reconstruct_view_feeds_the_viewer_and_stops_it(tmp_path, monkeypatch, c
     _FakeViewer.made, _FakeViewer.fail_at = [], 5  # interrupted: exit 130, the viewer is still stopped
     assert main(args[:3] + [str(tmp_path / "out2")] + args[4:]) == 130
     assert _FakeViewer.made[0].stopped == 1 and len(_FakeViewer.made[0].updates) == 5
-    assert main(args + ["--view-port", "70000"]) == 2  # bad port: one line, before any work
+    capsys.readouterr()
+    bad = args[:3] + [str(tmp_path / "out3")] + args[4:] + ["--view-port", "70000"]
+    assert main(bad) == 2  # bad port: one line, before any work
+    assert "--view-port must be in 0..65535" in capsys.readouterr().err and not (tmp_path / "out3").exists()
 
 
 def test_live_view_with_a_real_viewer(one_thread):
