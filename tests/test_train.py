@@ -410,6 +410,9 @@ def test_reconstruct_view_feeds_the_viewer_and_stops_it(tmp_path, monkeypatch, c
 
 
 def test_live_view_with_a_real_viewer(one_thread):
+    import threading
+    import time
+
     from spatialvid.cli.reconstruct import LiveView
     from spatialvid.scene import Scene
 
@@ -419,9 +422,14 @@ def test_live_view_with_a_real_viewer(one_thread):
     view.start(Scene(tr.gaussians(), data.cameras))
     try:
         tr.callbacks = [view]
-        view.app.training_panel.refresh.value = 0.5
-        tr.train()
         panel = view.app.training_panel
+        panel.refresh.value = 0.5
+        panel.toggle_pause()  # the user pressed "Pause training": the first step's callback blocks
+        threading.Timer(0.3, panel.toggle_pause).start()  # ... until "Resume training" is pressed
+        t0 = time.perf_counter()
+        tr.train()
+        assert time.perf_counter() - t0 >= 0.3 and tr.train_seconds < time.perf_counter() - t0 - 0.25
+        assert not panel.paused
         assert panel.flush(20)
         assert view.updates == 20 and panel.updates >= 1
         assert panel.stats["step"] == "20/20" and panel.stats["gaussians"] == tr.num_gaussians
