@@ -32,6 +32,17 @@ def sh0_to_rgb(sh0: torch.Tensor) -> torch.Tensor:
     return sh0 * C0 + 0.5
 
 
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[N,4] quaternions (w, x, y, z; normalised here) -> [N,3,3] rotation matrices."""
+    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], -1).reshape(-1, 3, 3)
+
+
 def num_sh_bases(degree: int) -> int:
     return (degree + 1) ** 2
 

@@ -14,7 +14,7 @@ import torch
 import viser.transforms as vtf
 
 from spatialvid.cameras import Cameras
-from spatialvid.gaussians import Gaussians
+from spatialvid.gaussians import Gaussians, quat_to_rotmat
 
 
 def splat_arrays(g: Gaussians) -> dict[str, np.ndarray]:
@@ -22,7 +22,7 @@ def splat_arrays(g: Gaussians) -> dict[str, np.ndarray]:
     units squared), rgbs [N,3] (0..1 from the SH DC term), opacities [N,1] (sigmoid of the logits)."""
     with torch.no_grad():
         means = g.means.detach().float().cpu()
-        rot = _quat_to_rotmat(g.rotations.detach().float().cpu())
+        rot = quat_to_rotmat(g.rotations.detach().float().cpu())
         s2 = g.scales.detach().float().cpu() ** 2
         cov = (rot * s2[:, None, :]) @ rot.transpose(1, 2)
         rgbs = g.colors.detach().float().cpu()
@@ -30,15 +30,6 @@ def splat_arrays(g: Gaussians) -> dict[str, np.ndarray]:
     return {"centers": means.numpy().astype(np.float32), "covariances": cov.numpy().astype(np.float32),
             "rgbs": rgbs.numpy().astype(np.float32), "opacities": opac.numpy().astype(np.float32)}
 
-
-def _quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
-    """[N,4] unit quaternions (w, x, y, z) -> [N,3,3] rotation matrices."""
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(-1, 3, 3)
 
 
 def camera_pose(cameras: Cameras, i: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from spatialvid.gaussians import quat_to_rotmat
+
 TILE = 16
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
@@ -41,18 +43,6 @@ SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.37317633
 # ------------------------------------------------------------------------------------------------
 # 1. projection
 # ------------------------------------------------------------------------------------------------
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[N,4] (w,x,y,z), normalised inside -> [N,3,3] rotation."""
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(-1)
-    r = torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1)
-    return r.reshape(-1, 3, 3)
-
-
 def project(means, quats, scales, viewmat, K, width: int, height: int, near: float = 0.01,
             far: float = 1e10, antialiased: bool = False, eps2d: float = EPS2D):
     """EWA projection of 3D Gaussians.

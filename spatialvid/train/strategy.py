@@ -19,18 +19,8 @@ import math
 
 import torch
 
+from spatialvid.gaussians import quat_to_rotmat
 from spatialvid.train.optim import cat_rows, keep_rows, reset_rows_state
-
-
-def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
-    """[N,4] wxyz (any norm) -> [N,3,3] rotation matrices."""
-    q = torch.nn.functional.normalize(q, dim=-1)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(-1, 3, 3)
 
 
 class Strategy:
