@@ -45,33 +45,10 @@ def _build_sample(root: Path) -> tuple[Path, Path]:
     return scene_dir, Path(info.out_dir)
 
 
-def _build_synthetic(root: Path) -> Path:
-    """A Gaussian cloud seen by 16 cameras on a ring (used only while spatialvid.sample is unavailable)."""
-    gen = torch.Generator().manual_seed(0)
-    g = Gaussians.from_points(torch.randn(5000, 3, generator=gen) * 0.6, torch.rand(5000, 3, generator=gen),
-                              scale=0.05, opacity=0.8)
-    cams = Cameras.cat([Cameras.look_at((3 * math.cos(a), 3 * math.sin(a), 1.0), (0, 0, 0), (0, 0, 1), 50, 160, 120,
-                                        name=f"c{i:02d}")
-                        for i, a in enumerate(np.linspace(0, 2 * math.pi, 16, endpoint=False))])
-    Scene(g, cams, {"up": [0.0, 0.0, 1.0]}).save(root / "scene")
-    return root / "scene"
-
-
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> tuple[Path, Path | None]:
-    """(scene folder, sample folder); the sample folder is None when spatialvid.sample is unavailable."""
-    root = tmp_path_factory.mktemp("viewer")
-    try:
-        from spatialvid.sample import make_sample  # noqa: F401
-    except ImportError:
-        return _build_synthetic(root), None
-    return _build_sample(root)
-
-
-def _need_sample(sample_dir: Path | None) -> Path:
-    if sample_dir is None:
-        pytest.skip("spatialvid.sample.make_sample (issue 2) is not in this checkout")
-    return sample_dir
+def sample(tmp_path_factory) -> tuple[Path, Path]:
+    """(scene folder, sample folder) from the bundled hidden-region sample."""
+    return _build_sample(tmp_path_factory.mktemp("viewer"))
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +186,7 @@ def test_non_loopback_host_warns(sample):
 def test_exact_modes_render_the_scene(app, sample):
     from PIL import Image
 
-    sample_dir = _need_sample(sample[1])
+    sample_dir = sample[1]
     cam = app.scene.cameras[0]
     img, depth = app.render_image(cam, "exact rgb")
     gt = np.asarray(Image.open(app.scene.cameras.image_paths[0]).convert("RGB")).astype(np.float32)
@@ -317,7 +294,7 @@ def test_render_video_into_scene_folder(app, sample):
 
 def test_fill_from_here_then_undo_and_save(app, sample):
     pytest.importorskip("spatialvid.generate.fill", reason="the fill pipeline (issue 7) is not in this checkout")
-    scene_dir, sample_dir = sample[0], _need_sample(sample[1])
+    scene_dir, sample_dir = sample
     held, view, mask = _hidden_view(sample_dir)  # the held-out view that sees most of the hidden region
     before = app.scene.gaussians.clone()
     n_hist = len(app.scene.history)
