@@ -94,18 +94,23 @@ def build_cpu_extension(verbose: bool = False):
         return ext
 
 
+def _try_build(build) -> bool:
+    """Run ``build()`` once; on failure warn that the PyTorch reference takes over and return False."""
+    try:
+        build()
+        return True
+    except SpatialvidError as e:
+        warnings.warn(f"{e}; falling back to the PyTorch reference rasterizer", stacklevel=4)
+        return False
+
+
 def cpu_extension_available() -> bool:
     """True if the C++ extension is (or can be) built; tries the build once and remembers a failure."""
     if _cpu_ext is not None:
         return True
     if _cpu_error is not None:
         return False
-    try:
-        build_cpu_extension()
-        return True
-    except SpatialvidError as e:
-        warnings.warn(f"{e}; falling back to the PyTorch reference rasterizer", stacklevel=3)
-        return False
+    return _try_build(build_cpu_extension)
 
 
 def build_cuda_extension(verbose: bool = False):
@@ -138,12 +143,7 @@ def cuda_extension_available() -> bool:
         return True
     if _cuda_error is not None or not torch.cuda.is_available():
         return False
-    try:
-        build_cuda_extension()
-        return True
-    except SpatialvidError as e:
-        warnings.warn(f"{e}; falling back to the PyTorch reference rasterizer", stacklevel=3)
-        return False
+    return _try_build(build_cuda_extension)
 
 
 # ------------------------------------------------------------------------------------------------
