@@ -22,7 +22,13 @@ from spatialvid.gaussians import CAPTURED, GENERATED
 from spatialvid.generate import fill_view, undo_last_fill
 from spatialvid.generate.coverage import render_coverage, unseen_mask
 from spatialvid.generate.depth import ClassicalDepth, align_prediction, align_scale_shift
-from spatialvid.generate.inpaint import ExemplarInpainter, MeanColorInpainter, make_inpainter
+from spatialvid.generate.inpaint import (
+    ExemplarInpainter,
+    MeanColorInpainter,
+    StructureTextureInpainter,
+    make_inpainter,
+    push_pull,
+)
 from spatialvid.generate.lift import lift_pixels, matrix_to_quat
 
 W, H = 96, 72
@@ -121,6 +127,54 @@ def test_exemplar_inpainter_gives_texture_not_a_smear():
     assert out[mask].std(0).mean() > 0.8 * img[mask].std(0).mean()
     # deterministic
     assert np.array_equal(out, ExemplarInpainter().inpaint(img, mask))
+
+
+def test_push_pull_continues_smooth_colour_and_keeps_known_pixels():
+    h, w = 64, 96
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([0.2 + 0.6 * xx / w, 0.3 + 0.4 * yy / h, np.full_like(xx, 0.5)], -1).astype(np.float32)
+    mask = np.zeros((h, w), bool)
+    mask[20:44, 30:60] = True
+    holed = np.where(mask[..., None], 0.0, img).astype(np.float32)
+    out = push_pull(holed, ~mask)
+    assert np.array_equal(out[~mask], img[~mask])
+    # a smooth ramp is continued (a global mean would be off by up to ~0.15 at the hole's sides)
+    assert np.abs(out - img)[mask].max() < 0.05, np.abs(out - img)[mask].max()
+    const = np.full((h, w, 3), 0.37, np.float32)
+    assert np.allclose(push_pull(np.where(mask[..., None], 0.0, const), ~mask), 0.37, atol=1e-5)
+    with pytest.raises(SpatialvidError, match="nothing to continue"):
+        push_pull(img, np.zeros((h, w), bool))
+
+
+def test_structure_texture_inpainter_keeps_texture_and_structure():
+    img = _stripes()
+    mask = np.zeros(img.shape[:2], bool)
+    mask[24:72, 40:96] = True
+
+    def mse(x):
+        return float(((x - img) ** 2)[mask].mean())
+
+    def hf(x):  # high-frequency energy inside the hole
+        return float(np.abs(x - cv2.GaussianBlur(x, (0, 0), 2.0))[mask].mean())
+
+    # fixed trust 0: smooth structure + texture at amplitude `detail`
+    smooth = StructureTextureInpainter(adaptive=False, detail=0.0).inpaint(img, mask)
+    half = StructureTextureInpainter(adaptive=False, detail=0.5).inpaint(img, mask)
+    full = StructureTextureInpainter(adaptive=False, detail=1.0).inpaint(img, mask)
+    assert hf(smooth) < 0.3 * hf(img)
+    assert hf(full) > 0.6 * hf(img) and hf(smooth) < hf(half) < hf(full)
+    mean = MeanColorInpainter().inpaint(img, mask)
+    assert mse(half) < 0.9 * mse(mean)
+    # adaptive (the default): this strictly periodic texture is predictable from the hidden validation band,
+    # so the exemplar texture is trusted and the error drops to about the pure exemplar fill's
+    st = StructureTextureInpainter()
+    out = st.inpaint(img, mask)
+    assert np.array_equal(out[~mask], img[~mask])
+    assert st.last_trust > 0.6
+    exemplar = ExemplarInpainter().inpaint(img, mask)
+    assert mse(out) < 0.3 * mse(half) and mse(out) < 1.5 * mse(exemplar), (mse(out), mse(half), mse(exemplar))
+    assert make_inpainter("classical").name == "classical" and make_inpainter("exemplar").name == "exemplar"
+    assert np.array_equal(out, StructureTextureInpainter().inpaint(img, mask))
 
 
 def test_inpainter_spec_errors():
@@ -397,13 +451,14 @@ def test_hidden_region_fill_vs_baselines(tmp_path_factory):
     for region in ("hidden", "unseen"):
         assert avg["fill"][region][0] > avg["nofill"][region][0] + 1.0
         assert avg["fill"][region][1] > avg["nofill"][region][1]
-    # against the mean-colour fill (measured, see the issue report): on the unseen floor behind the cabinet,
-    # which the surroundings predict, the fill is on par (about +-0.1 dB / +-0.01 SSIM); on the hidden objects
-    # themselves (a magenta box, a lime ball: nothing the video saw predicts them) a flat grey average wins
-    # PSNR by about 1.2 dB, since squared error rewards the average over any plausible texture. Regression
-    # bounds on the predictable region only:
-    assert avg["fill"]["unseen"][0] > avg["mean"]["unseen"][0] - 1.0
-    assert avg["fill"]["unseen"][1] > avg["mean"]["unseen"][1] - 0.02
+    # the hidden region (every held-out pixel whose surface no video frame saw): the fill beats the mean-colour
+    # fill on PSNR and SSIM (measured at this size: 16.37 vs 15.59 dB, 0.427 vs 0.416 SSIM)
+    assert avg["fill"]["unseen"][0] > avg["mean"]["unseen"][0] + 0.5
+    assert avg["fill"]["unseen"][1] > avg["mean"]["unseen"][1]
+    # On the hidden objects alone (a magenta box, a lime ball: nothing the video saw predicts them) the flat
+    # average of the whole view stays ahead on PSNR (14.0 vs 14.3 dB): squared error rewards a colour between
+    # all candidates over any one plausible guess. Regression bound only:
+    assert avg["fill"]["hidden"][0] > avg["mean"]["hidden"][0] - 1.5
 
 
 def read_ply_count(root) -> int:

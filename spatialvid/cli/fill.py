@@ -27,7 +27,10 @@ Output:
   scene.json a 'fill' history entry per step that added something (camera, counts, backends, timings).
   --undo removes the Gaussians of the most recent fill step instead (and records an 'undo' entry).
 Backends (no downloads, ever):
-  --inpainter classical        exemplar/PatchMatch texture synthesis from the surrounding image (default)
+  --inpainter classical        structure (push-pull pyramid fill) + texture (exemplar/PatchMatch synthesis),
+                               the texture weighted by how well it predicts a hidden band of known pixels
+                               around the hole (default)
+  --inpainter exemplar         exemplar/PatchMatch texture synthesis only (full-contrast texture)
   --inpainter diffusers:PATH   a diffusers inpainting pipeline saved in the local folder PATH
   --depth classical            plane fit + edge-aware propagation of the rendered depth (default)
   --depth transformers:PATH    a transformers depth model in the local folder PATH, scale/shift-aligned
@@ -52,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=8, help="number of fill cameras along the path (default: 8)")
     p.add_argument("--resolution", default=None, metavar="WxH",
                    help="fill image size (default: the path file's size, else the first training camera's)")
-    p.add_argument("--inpainter", default="classical", metavar="classical|diffusers:PATH",
+    p.add_argument("--inpainter", default="classical", metavar="classical|exemplar|diffusers:PATH",
                    help="colour fill backend (default: classical)")
     p.add_argument("--depth", default="classical", metavar="classical|transformers:PATH",
                    help="depth completion backend (default: classical)")

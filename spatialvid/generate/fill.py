@@ -141,7 +141,7 @@ def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "class
               **overrides: Any) -> FillResult:
     """Fill what ``camera`` (1 camera) sees but ``scene`` does not cover; modifies ``scene`` in place.
 
-    ``inpainter``: "classical" | "mean" | "diffusers:PATH" | an Inpainter. ``depth``: "classical" |
+    ``inpainter``: "classical" | "exemplar" | "mean" | "diffusers:PATH" | an Inpainter. ``depth``: "classical" |
     "transformers:PATH" | a DepthEstimator. Keyword overrides set :class:`FillConfig` fields.
     """
     cfg = config or FillConfig()

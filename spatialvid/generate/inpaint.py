@@ -4,7 +4,13 @@ Conventions: images are ``float32`` numpy arrays ``[H,W,3]`` in 0..1 (RGB); mask
 ``True`` = pixel to fill. Every inpainter returns a new image whose known pixels are bit-identical to the
 input and whose masked pixels are filled.
 
-* :class:`ExemplarInpainter` (the default, no model): multi-scale exemplar-based image completion in the
+* :class:`StructureTextureInpainter` (the default, ``"classical"``, no model): the image is completed as
+  structure + texture (in the spirit of Bertalmio et al. 2003): the structure (low frequencies) by a
+  push-pull pyramid fill of the known pixels (Gortler et al. 1996), which continues nearby colours at
+  the hole's border and tends to the broader surroundings deep inside it; the texture (high frequencies)
+  by exemplar synthesis, added back with amplitude ``detail``. Far from any known pixel the colour is a
+  guess; the structure layer keeps that guess close to what the surroundings predict on average.
+* :class:`ExemplarInpainter` (``"exemplar"``): multi-scale exemplar-based image completion in the
   spirit of Wexler, Shechtman & Irani (2007) with a vectorised PatchMatch (Barnes et al. 2009)
   nearest-neighbour field. Texture is copied from the known part of the image, so large holes get
   texture, not a smear. OpenCV's ``cv2.inpaint`` is only used to initialise the coarsest level.
@@ -136,7 +142,7 @@ class ExemplarInpainter:
     search_max_targets: int = 60000
     guide_weight: float = 3.0
     seed: int = 0
-    name: str = "classical"
+    name: str = "exemplar"
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
         """``guide``: optional ``[H,W]`` or ``[H,W,G]`` map known everywhere (e.g. completed inverse depth,
@@ -332,6 +338,126 @@ def _telea(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def push_pull(image: np.ndarray, known: np.ndarray, extra_levels: int = 1) -> np.ndarray:
+    """Pyramid fill (push-pull, Gortler et al. 1996) of the pixels where ``known`` is False.
+
+    Pull: Gaussian-pyramid sums of ``image * known`` and of ``known`` until every coarse pixel has some
+    known weight (plus ``extra_levels`` more, for a broader average deep inside large holes). Push: from
+    the coarsest level up, each pixel blends its own normalised colour (weight ``min(1, 4 w)``) with the
+    upsampled coarser estimate. Known pixels come back unchanged; the result is smooth in the holes.
+    """
+    image = np.asarray(image, np.float32)
+    known = np.asarray(known, bool)
+    if known.all():
+        return image.copy()
+    if not known.any():
+        raise SpatialvidError("inpaint: every pixel is unknown; there is nothing to continue from")
+    w = known.astype(np.float32)
+    c = image * w[..., None]
+    pyr = []
+    extra = int(extra_levels)
+    while True:
+        pyr.append((c, w))
+        if (w > 0).all():
+            if extra <= 0:
+                break
+            extra -= 1
+        if min(w.shape) < 2:
+            break
+        c, w = cv2.pyrDown(c), cv2.pyrDown(w)
+        c = c.reshape(w.shape + (image.shape[2],))
+    est = pyr[-1][0] / np.maximum(pyr[-1][1], 1e-12)[..., None]
+    for c, w in reversed(pyr[:-1]):
+        up = cv2.pyrUp(est, dstsize=(w.shape[1], w.shape[0])).reshape(c.shape)
+        a = np.clip(4 * w, 0, 1)[..., None]
+        est = a * (c / np.maximum(w, 1e-12)[..., None]) + (1 - a) * up
+    out = est.astype(np.float32)
+    out[known] = image[known]
+    return out
+
+
+@dataclass
+class StructureTextureInpainter:
+    """Structure (push-pull pyramid fill) + texture (exemplar synthesis), the default classical inpainter.
+
+    The fill is ``H + a (T - H)``: ``T`` the exemplar fill (:class:`ExemplarInpainter`), ``H`` the hedged fill
+    (the smooth structure plus ``detail`` times T's high frequencies), and ``a`` in [0, 1] how far to trust
+    the exemplar texture. With ``adaptive`` (the default) ``a`` is measured on the image itself: at half
+    resolution a band of known pixels around the hole is hidden, both fills predict it, and ``a`` is the
+    least-squares weight of ``T - H`` against the truth there. A regular, predictable texture (tiles,
+    stripes) gets ``a`` near 1 (the exemplar continues it in phase); an irregular one (scattered spots,
+    unseen objects) gets ``a`` near 0 (a confident sample of detail is wrong in every pixel it places).
+
+    Args:
+        detail: amplitude of T's texture in ``H`` (0 = smooth structure only, 1 = full contrast).
+        texture_sigma: the structure / texture split, a Gaussian of this std as a fraction of the image's
+            longer side (1/64: 5 px at 320 px).
+        extra_levels: push-pull levels beyond the first complete one (broader averages in big holes).
+        adaptive: measure ``a`` as above; False uses ``a = trust``.
+        trust: ``a`` when not adaptive (or when the band is too small to measure).
+        band: width of the validation band as a fraction of the image's longer side.
+        exemplar: the texture synthesiser (default :class:`ExemplarInpainter()`).
+    """
+
+    detail: float = 0.5
+    texture_sigma: float = 1.0 / 64
+    extra_levels: int = 1
+    adaptive: bool = True
+    trust: float = 0.0
+    band: float = 0.04
+    exemplar: ExemplarInpainter | None = None
+    name: str = "classical"
+    last_trust: float | None = None  # the ``a`` used by the last call (for logs and tests)
+
+    def _hedged(self, image, mask, guide):
+        structure = push_pull(image, ~mask, self.extra_levels)
+        sig = max(0.5, self.texture_sigma * max(mask.shape))
+        hedged = cv2.GaussianBlur(structure, (0, 0), sig)
+        tex = (self.exemplar or ExemplarInpainter()).inpaint(image, mask, guide)
+        if self.detail > 0:
+            hedged = hedged + self.detail * (tex - cv2.GaussianBlur(tex, (0, 0), sig))
+        return hedged, tex
+
+    def measure_trust(self, image: np.ndarray, mask: np.ndarray, guide: np.ndarray | None = None) -> float | None:
+        """The least-squares ``a`` on a hidden band of known pixels around the hole (half resolution);
+        None when the band is too small to say."""
+        img2, m2 = _downsample(image, mask)
+        g2 = None
+        if guide is not None:
+            g = np.asarray(guide, np.float32)
+            g2 = cv2.resize(g, (m2.shape[1], m2.shape[0]), interpolation=cv2.INTER_AREA).reshape(
+                m2.shape + g.shape[2:])
+        b = max(2, int(round(self.band * max(m2.shape))))
+        ring = (cv2.dilate(m2.astype(np.uint8), np.ones((2 * b + 1, 2 * b + 1), np.uint8)) > 0) & ~m2
+        val = m2 | ring
+        if ring.sum() < 64 or (~val).sum() < 0.2 * val.size:
+            return None
+        hedged, tex = self._hedged(img2, val, g2)
+        d = (tex - hedged)[ring].astype(np.float64)
+        e = (img2 - hedged)[ring].astype(np.float64)
+        den = float((d * d).sum())
+        if den < 1e-9:
+            return None
+        return float(np.clip((d * e).sum() / den, 0.0, 1.0))
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
+        image, mask = _check_inputs(image, mask)
+        if not mask.any():
+            return image.copy()
+        if mask.all():
+            raise SpatialvidError("inpaint: every pixel is unknown; there is nothing to continue from")
+        if not 0.0 <= self.detail <= 2.0 or not 0.0 <= self.trust <= 1.0:
+            raise SpatialvidError(f"inpaint: detail must be in [0, 2] and trust in [0, 1], got {self.detail}, "
+                                  f"{self.trust}")
+        a = self.measure_trust(image, mask, guide) if self.adaptive else None
+        a = self.trust if a is None else a
+        self.last_trust = a
+        hedged, tex = self._hedged(image, mask, guide)
+        out = np.clip(hedged + a * (tex - hedged), 0.0, 1.0).astype(np.float32)
+        out[~mask] = image[~mask]
+        return out
+
+
 @dataclass
 class MeanColorInpainter:
     """Baseline: fill the hole with the mean colour of the known pixels (used in benchmarks/tests)."""
@@ -406,18 +532,22 @@ class DiffusersInpainter:
 
 
 def make_inpainter(spec: str | Inpainter | None) -> Inpainter:
-    """``"classical"`` (default), ``"mean"`` or ``"diffusers:PATH"`` -> an :class:`Inpainter`."""
+    """``"classical"`` (default: structure + texture), ``"exemplar"`` (texture synthesis only), ``"mean"``
+    or ``"diffusers:PATH"`` -> an :class:`Inpainter`."""
     if spec is None or spec == "classical":
-        return ExemplarInpainter()
+        return StructureTextureInpainter()
     if not isinstance(spec, str):
         if not isinstance(spec, Inpainter):
             raise SpatialvidError(f"inpainter {spec!r} has no inpaint(image, mask) method")
         return spec
     if spec == "mean":
         return MeanColorInpainter()
+    if spec == "exemplar":
+        return ExemplarInpainter()
     if spec.startswith("diffusers:"):
         return DiffusersInpainter(spec.split(":", 1)[1])
-    raise SpatialvidError(f"unknown inpainter '{spec}' (use classical, mean or diffusers:PATH)")
+    raise SpatialvidError(f"unknown inpainter '{spec}' (use classical, exemplar, mean or diffusers:PATH)")
 
 
-__all__ = ["DiffusersInpainter", "ExemplarInpainter", "Inpainter", "MeanColorInpainter", "make_inpainter"]
+__all__ = ["DiffusersInpainter", "ExemplarInpainter", "Inpainter", "MeanColorInpainter", "StructureTextureInpainter",
+           "make_inpainter", "push_pull"]
