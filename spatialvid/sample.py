@@ -382,6 +382,29 @@ def make_sample(out_dir: str | Path, hidden_region: bool = False, num_frames: in
         hidden_region=hidden_region, seed=seed, seconds=seconds)
 
 
+def video_visible_scene(root: str | Path):
+    """The sample's ground-truth Gaussians minus every one that no video frame sees (a depth test against
+    the frames' z-depth in depth.npz), as a Scene with the video's cameras: with ``--hidden-region`` the
+    hidden objects and the floor behind the cabinet become real holes, a test bed for ``fill``."""
+    import torch
+
+    from spatialvid.formats.nerfstudio import read_transforms
+    from spatialvid.formats.ply import read_ply
+    from spatialvid.scene import Scene
+
+    root = Path(root)
+    gt = read_ply(root / "gt_gaussians.ply")
+    vid = read_transforms(root / "transforms.json")
+    vd = torch.from_numpy(np.load(root / "depth.npz")["depth"])
+    f, h, w = vd.shape
+    uv, z = vid.project(gt.means)
+    u, v = uv[..., 0].floor().long(), uv[..., 1].floor().long()
+    inside = (z > 0.05) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    dz = vd[torch.arange(f)[:, None].expand_as(u), v.clamp(0, h - 1), u.clamp(0, w - 1)]
+    seen = (inside & ((z - dz).abs() < 0.02 + 0.02 * z)).any(0)
+    return Scene(gt[seen], vid, {"up": [0, 0, 1]}, [])
+
+
 def info_dict(info: SampleInfo) -> dict:
     """JSON-friendly :class:`SampleInfo`."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(info).items()}

@@ -5,9 +5,10 @@ is ``bool [H,W]`` (True where the rendered depth is trusted); ``image`` is the *
 ``[H,W,3]`` in 0..1, used as an edge guide. Estimators return a complete depth map whose valid pixels are
 unchanged.
 
-* :class:`ClassicalDepth` (default, no model): per hole, a robust plane fit in inverse depth (planes stay
-  planes under perspective) to the ring of valid pixels around it, preferring the far side at
-  disocclusions, plus an edge-aware membrane interpolation of the residual guided by the filled colours.
+* :class:`ClassicalDepth` (default, no model): per hole, robust plane fits in inverse depth (planes stay
+  planes under perspective: 1/z is affine in the pixel coordinates) to the ring of valid pixels around it,
+  preferring the far side at disocclusions; with several planes (floor and wall) each hole ray takes the
+  first one it meets; plus an edge-aware membrane interpolation of the residual guided by the colours.
 * :class:`TransformersDepth`: a ``transformers`` monocular depth model from a local folder, aligned to the
   rendered depth by least-squares scale and shift (in inverse depth by default).
 """
@@ -75,9 +76,14 @@ class ClassicalDepth:
         max_depth_factor: completed depth is clamped to ``[min_valid / 2, max_valid * factor]``.
         prefer_background: where the ring around a hole mixes a near and a far surface (a disocclusion),
             continue only the far one (the hole is what the near object hid).
+        max_planes: up to this many planes are found in the ring by sequential RANSAC (each with at least
+            ``plane_min_support`` of the ring's pixels); with more than one, each hole pixel takes the
+            plane its ray meets first (a floor continues until it meets the wall behind it).
     """
 
     ring: int = 6
+    max_planes: int = 3
+    plane_min_support: float = 0.15
     work_side: int = 256
     edge_sigma: float = 0.1
     max_depth_factor: float = 3.0
@@ -115,6 +121,7 @@ class ClassicalDepth:
     def _complete_disp(self, disp: np.ndarray, valid: np.ndarray, img: np.ndarray, clamp) -> np.ndarray:
         h, w = disp.shape
         hole = ~valid
+        rng = np.random.default_rng(0)
         ncomp, labels = cv2.connectedComponents(hole.astype(np.uint8), connectivity=8)
         k = 2 * self.ring + 1
         vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -130,17 +137,26 @@ class ClassicalDepth:
             d = disp[ringm]
             # disocclusion: the ring mixes a near and a far surface; continue the far one
             near_cut = None
+            use = np.ones(d.size, bool)
             if self.prefer_background and d.size > 12 and np.percentile(d, 90) > 1.25 * np.percentile(d, 10):
                 thr = _otsu(d)
                 far = d <= thr
                 if far.sum() >= 6:
                     near_cut = thr
-                    coef = _robust_plane(uu[ringm][far], vv[ringm][far], d[far])
-                else:
-                    coef = _robust_plane(uu[ringm], vv[ringm], d)
+                    use = far
+            ur, vr, dr = uu[ringm][use], vv[ringm][use], d[use]
+            planes = _planes_ransac(ur, vr, dr, self.max_planes, self.plane_min_support, rng) \
+                if self.max_planes > 1 else []
+            if len(planes) > 1:
+                # several surfaces around the hole (a floor and the wall behind it): each hole ray takes the
+                # first one it meets, the largest positive disparity (planes extend until they hide behind
+                # one another, so a floor meets its wall along their corner line)
+                stack = np.stack([c[0] * uu + c[1] * vv + c[2] for c in planes])
+                plane = np.where((stack > 0).any(0), np.where(stack > 0, stack, -np.inf).max(0),
+                                 stack.max(0))
             else:
-                coef = _robust_plane(uu[ringm], vv[ringm], d)
-            plane = coef[0] * uu + coef[1] * vv + coef[2]
+                coef = planes[0] if planes else _robust_plane(ur, vr, dr)
+                plane = coef[0] * uu + coef[1] * vv + coef[2]
             base[comp] = plane[comp]
             if near_cut is not None:
                 # near-side boundary pixels do not constrain the hole (free boundary there)
@@ -153,6 +169,43 @@ class ClassicalDepth:
         resid = np.where(constraint, disp - base, 0.0)
         unknown = ~constraint
         return base + _membrane(resid, unknown, img, self.edge_sigma, anchor=1e-3)
+
+
+def _planes_ransac(u: np.ndarray, v: np.ndarray, d: np.ndarray, max_planes: int, min_support: float,
+                   rng: np.random.Generator, iters: int = 128) -> list[np.ndarray]:
+    """Sequential RANSAC of planes ``d = a u + b v + c`` (inverse depth over normalised pixel coordinates):
+    up to ``max_planes``, each refined by :func:`_robust_plane` on its inliers and kept only with at least
+    ``min_support`` of all the points (and 12 points)."""
+    n = d.size
+    if n < 12:
+        return []
+    tol = 0.02 * float(np.median(np.abs(d))) + 1e-9
+    left = np.ones(n, bool)
+    planes: list[np.ndarray] = []
+    A = np.stack([u, v, np.ones_like(u)], 1)
+    need = max(12, int(np.ceil(min_support * n)))
+    for _ in range(max_planes):
+        idx = np.flatnonzero(left)
+        if idx.size < need:
+            break
+        tri = idx[rng.integers(0, idx.size, (iters, 3))]
+        M = A[tri]  # [iters, 3, 3]
+        ok = np.abs(np.linalg.det(M)) > 1e-12
+        if not ok.any():
+            break
+        coefs = np.linalg.solve(M[ok], d[tri[ok]][..., None])[..., 0]  # [k, 3]
+        inl = np.abs(A[idx] @ coefs.T - d[idx, None]) < tol  # [m, k]
+        best = int(np.argmax(inl.sum(0)))
+        if inl[:, best].sum() < need:
+            break
+        members = idx[inl[:, best]]
+        coef = _robust_plane(u[members], v[members], d[members])
+        members = idx[np.abs(A[idx] @ coef - d[idx]) < tol]
+        if members.size < need:
+            break
+        planes.append(coef)
+        left[members] = False
+    return planes
 
 
 def _otsu(x: np.ndarray) -> float:

@@ -20,7 +20,7 @@ input and whose masked pixels are filled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -99,6 +99,14 @@ class _Level:
         self.offs = (ys * self.wp + xs).reshape(-1)
         self.offs_yx = np.stack([ys.reshape(-1), xs.reshape(-1)], 1)
         self.set_image(img)
+
+    def nearest_src(self) -> np.ndarray:
+        """For every padded flat index, the flat index of the nearest valid source centre."""
+        from scipy.ndimage import distance_transform_edt
+
+        ok = self.src_ok.reshape(self.hp, self.wp)
+        _, (iy, ix) = distance_transform_edt(~ok, return_indices=True)
+        return (iy * self.wp + ix).reshape(-1)
 
     def set_image(self, img: np.ndarray) -> None:
         r = self.r
@@ -326,8 +334,12 @@ class ExemplarInpainter:
         sx = np.clip(sx, 0, lv.w - 1)
         cand = (sy + r) * lv.wp + (sx + r)
         ok = have & lv.src_ok[cand]
+        # an upsampled source that is no longer a valid patch centre at this level (the known region's
+        # border moved by a pixel, a thin strip lost its centres) moves to the nearest valid centre, so the
+        # match keeps its region (floor stays floor); targets without a coarse match start at random
+        near = lv.nearest_src()[cand]
         rand = lv.src_idx[rng.integers(0, lv.src_idx.size, cand.size)]
-        return np.where(ok, cand, rand)
+        return np.where(ok, cand, np.where(have, near, rand))
 
 
 def _telea(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -389,7 +401,8 @@ class StructureTextureInpainter:
     unseen objects) gets ``a`` near 0 (a confident sample of detail is wrong in every pixel it places).
 
     Args:
-        detail: amplitude of T's texture in ``H`` (0 = smooth structure only, 1 = full contrast).
+        detail: amplitude of T's texture in ``H`` (0, the default = smooth structure only: the texture then
+            enters only through ``a``; 1 = full contrast), a floor on texture whatever ``a`` is measured.
         texture_sigma: the structure / texture split, a Gaussian of this std as a fraction of the image's
             longer side (1/64: 5 px at 320 px).
         extra_levels: push-pull levels beyond the first complete one (broader averages in big holes).
@@ -399,7 +412,7 @@ class StructureTextureInpainter:
         exemplar: the texture synthesiser (default :class:`ExemplarInpainter()`).
     """
 
-    detail: float = 0.5
+    detail: float = 0.0
     texture_sigma: float = 1.0 / 64
     extra_levels: int = 1
     adaptive: bool = True
@@ -409,11 +422,11 @@ class StructureTextureInpainter:
     name: str = "classical"
     last_trust: float | None = None  # the ``a`` used by the last call (for logs and tests)
 
-    def _hedged(self, image, mask, guide):
+    def _hedged(self, image, mask, guide, exemplar: ExemplarInpainter | None = None):
         structure = push_pull(image, ~mask, self.extra_levels)
         sig = max(0.5, self.texture_sigma * max(mask.shape))
         hedged = cv2.GaussianBlur(structure, (0, 0), sig)
-        tex = (self.exemplar or ExemplarInpainter()).inpaint(image, mask, guide)
+        tex = (exemplar or self.exemplar or ExemplarInpainter()).inpaint(image, mask, guide)
         if self.detail > 0:
             hedged = hedged + self.detail * (tex - cv2.GaussianBlur(tex, (0, 0), sig))
         return hedged, tex
@@ -432,7 +445,10 @@ class StructureTextureInpainter:
         val = m2 | ring
         if ring.sum() < 64 or (~val).sum() < 0.2 * val.size:
             return None
-        hedged, tex = self._hedged(img2, val, g2)
+        ex = self.exemplar or ExemplarInpainter()
+        quick = replace(ex, em_iters=min(ex.em_iters, 2), pm_iters=min(ex.pm_iters, 2),
+                        fast_above=min(ex.fast_above, 4000))  # a cheaper pass suffices to score the band
+        hedged, tex = self._hedged(img2, val, g2, quick)
         d = (tex - hedged)[ring].astype(np.float64)
         e = (img2 - hedged)[ring].astype(np.float64)
         den = float((d * d).sum())
