@@ -68,19 +68,6 @@ def scene_camera(path: str, size: int, yaw: float):
     return scene, cam
 
 
-def _scores(pred, gt, mask):
-    """PSNR over the mask's pixels and SSIM over the mask's bounding box."""
-    import numpy as np
-
-    from spatialvid.metrics import ssim
-
-    mse = float(((pred - gt) ** 2)[mask].mean())
-    ys, xs = np.nonzero(mask)
-    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-    return [10 * math.log10(1 / max(mse, 1e-12)),
-            float(ssim(torch.from_numpy(pred[box].copy()), torch.from_numpy(gt[box].copy())))]
-
-
 def hidden_region(args) -> dict:
     import tempfile
     from pathlib import Path
@@ -91,6 +78,7 @@ def hidden_region(args) -> dict:
     from spatialvid.formats.nerfstudio import read_transforms
     from spatialvid.generate import fill_view
     from spatialvid.generate.coverage import render_coverage
+    from spatialvid.metrics import masked_psnr_ssim
     from spatialvid.sample import make_sample, video_visible_scene
     from spatialvid.scene import Scene
 
@@ -117,8 +105,8 @@ def hidden_region(args) -> dict:
             seconds.append(time.perf_counter() - t)
             after = render_coverage(scene.gaussians, cam, backend=args.backend)
             for name, img in (("no_fill", base.rgb), ("mean_colour", meanfill), ("fill", after.rgb)):
-                res[name]["unseen"].append(_scores(img, gt, unseen[i]))
-                res[name]["hidden_objects"].append(_scores(img, gt, hidden[i]))
+                res[name]["unseen"].append(masked_psnr_ssim(img, gt, unseen[i]))
+                res[name]["hidden_objects"].append(masked_psnr_ssim(img, gt, hidden[i]))
     avg = {k: {r: dict(zip(("psnr", "ssim"), np.mean(np.array(v), 0).round(4).tolist())) for r, v in d.items()}
            for k, d in res.items()}
     win = {r: bool(avg["fill"][r]["psnr"] > max(avg["no_fill"][r]["psnr"], avg["mean_colour"][r]["psnr"])

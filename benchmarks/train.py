@@ -123,13 +123,18 @@ def bench_sample(args) -> dict:
     if not (sample / "sample.json").exists():
         make_sample(sample, progress=not args.json)
     t_sample = time.perf_counter() - t0
-    over = {"backend": args.backend}
+    over = {"backend": args.backend, "init": args.init}
+    for kv in args.set or []:
+        k, _, v = kv.partition("=")
+        over[k] = v
     if args.steps:
         over["steps"] = args.steps
     cfg = load_config(args.preset, over)
-    src = sample / "video.mp4" if args.sfm else sample
-    m = reconstruct(src, work / f"scene_{args.preset}{'_sfm' if args.sfm else ''}", cfg, overwrite=True,
-                    progress=not args.json, preset=args.preset, log=(lambda *a: None) if args.json else print)
+    # as `spatialvid demo`: the known poses, with sparse points triangulated from them (unless --init random)
+    src, poses = (sample / "video.mp4", None) if args.sfm else (sample, sample / "transforms.json")
+    m = reconstruct(src, work / f"scene_{args.preset}{'_sfm' if args.sfm else ''}", cfg, poses=poses,
+                    overwrite=True, progress=not args.json, preset=args.preset,
+                    log=(lambda *a: None) if args.json else print)
     return {"what": "sample", "preset": args.preset, "poses": "sfm" if args.sfm else "ground truth",
             "psnr": m["psnr"], "ssim": m["ssim"], "num_gaussians": m["num_gaussians"], "steps": m["steps"],
             "train_seconds": m["train_seconds"], "sample_seconds": round(t_sample, 1), "timings": m["timings"]}
@@ -169,9 +174,9 @@ def main(argv=None) -> int:
                         "on the fox images (many large Gaussians: a pessimistic case)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--backend", default="auto")
-    p.add_argument("--init", default="auto", help="fox: auto (triangulate with the known poses via spatialvid.sfm) "
-                   "or random (skip triangulation)")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="extra config overrides (fox)")
+    p.add_argument("--init", default="auto", help="sample, fox: auto (triangulate with the known poses via "
+                   "spatialvid.sfm) or random (skip triangulation)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="extra config overrides (sample, fox)")
     p.add_argument("--sfm", action="store_true", help="estimate poses with our SfM instead of the known ones")
     p.add_argument("--work", default="/tmp/spatialvid_bench_train", help="scratch folder")
     p.add_argument("--json", action="store_true", help="only the JSON line")

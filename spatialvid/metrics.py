@@ -79,6 +79,21 @@ LPIPS_NOTE = (f"LPIPS not computed: no local weights (set {LPIPS_ENV} to a Torch
               "spatialvid never downloads weights)")
 
 
+def masked_psnr_ssim(pred, target, mask) -> tuple[float, float]:
+    """Scores of a region: PSNR (dB, images in 0..1) over the ``mask`` pixels and SSIM over the mask's bounding
+    box (SSIM needs a neighbourhood; NaN when the box is under the 11 px window). ``pred``/``target``: ``[H,W,3]``
+    arrays or tensors; ``mask``: ``[H,W]`` bool."""
+    pred_t, target_t = torch.as_tensor(pred).float(), torch.as_tensor(target).float()
+    m = torch.as_tensor(mask, dtype=torch.bool)
+    if not bool(m.any()):
+        raise ValueError("masked_psnr_ssim: empty mask")
+    mse = float(((pred_t - target_t) ** 2)[m].mean())
+    ys, xs = torch.nonzero(m, as_tuple=True)
+    box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+    s = float(ssim(pred_t[box], target_t[box])) if min(b.stop - b.start for b in box) >= 11 else float("nan")
+    return 10 * math.log10(1 / max(mse, 1e-12)), s
+
+
 @lru_cache(maxsize=2)
 def _load_lpips(path: str):
     model = torch.jit.load(path, map_location="cpu")

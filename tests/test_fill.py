@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 
 import cv2
 import numpy as np
@@ -406,21 +405,12 @@ def test_cli_fill_along_a_path_then_undo(tmp_path, capsys):
 
 
 # ---- hidden-region sample: fill vs naive baselines at held-out views ------------------------------------
-def _scores(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """PSNR over the mask's pixels and SSIM over the mask's bounding box."""
-    from spatialvid.metrics import ssim
-
-    mse = float(((pred - gt) ** 2)[mask].mean())
-    ys, xs = np.nonzero(mask)
-    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-    return 10 * math.log10(1 / max(mse, 1e-12)), float(ssim(torch.from_numpy(pred[box]), torch.from_numpy(gt[box])))
-
-
 @pytest.mark.slow
 def test_hidden_region_fill_vs_baselines(tmp_path_factory):
     from PIL import Image
 
     from spatialvid.formats.nerfstudio import read_transforms
+    from spatialvid.metrics import masked_psnr_ssim
     from spatialvid.sample import make_sample, video_visible_scene
 
     root = tmp_path_factory.mktemp("hidden") / "sample"
@@ -447,8 +437,8 @@ def test_hidden_region_fill_vs_baselines(tmp_path_factory):
         after = render_coverage(scene.gaussians, cam)
         assert (after.alpha[hidden[i]] >= 0.5).mean() > 0.99
         for name, img in (("nofill", base.rgb), ("mean", meanfill), ("fill", after.rgb)):
-            res[name]["hidden"].append(_scores(img, gt, hidden[i]))
-            res[name]["unseen"].append(_scores(img, gt, unseen[i]))
+            res[name]["hidden"].append(masked_psnr_ssim(img, gt, hidden[i]))
+            res[name]["unseen"].append(masked_psnr_ssim(img, gt, unseen[i]))
     avg = {k: {r: np.mean(np.array(v[r]), 0).round(3).tolist() for r in v} for k, v in res.items()}
     print("hidden-region sample, mean over held-out views [PSNR dB, SSIM]:", json.dumps(avg))
     for region in ("hidden", "unseen"):

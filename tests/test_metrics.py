@@ -93,3 +93,23 @@ def test_lpips_loader_local_only(tmp_path, monkeypatch):
     assert model is not None and note == ""
     a, b = torch.zeros(16, 16, 3), torch.full((16, 16, 3), 0.25)
     assert metrics.lpips(a, b, model) == pytest.approx(0.5)  # inputs are mapped to -1..1
+
+
+def test_masked_psnr_ssim_scores_only_the_region():
+    from spatialvid.metrics import masked_psnr_ssim
+
+    rng = np.random.default_rng(0)
+    gt = rng.random((40, 50, 3)).astype(np.float32) * 0.8
+    pred = gt.copy()
+    mask = np.zeros((40, 50), bool)
+    mask[10:30, 5:35] = True
+    pred[mask] += 0.1  # inside: MSE 0.01 -> exactly 20 dB
+    pred[~mask] = 0.0  # outside the box: must not count
+    p, s = masked_psnr_ssim(pred, gt, mask)
+    assert abs(p - 20.0) < 1e-4
+    assert abs(s - metrics.ssim(torch.from_numpy(pred[10:30, 5:35]), torch.from_numpy(gt[10:30, 5:35]))) < 1e-6
+    small = np.zeros((40, 50), bool)
+    small[2:6, 2:6] = True
+    assert math.isnan(masked_psnr_ssim(pred, gt, small)[1])
+    with pytest.raises(ValueError, match="empty mask"):
+        masked_psnr_ssim(pred, gt, np.zeros((40, 50), bool))
