@@ -303,7 +303,9 @@ void raster_bwd(int width, int height, int64_t n, const float* means2d, const fl
   {
     const int tid = omp_get_thread_num();
     float* mine = direct ? g_out : buf.data() + (size_t)tid * (size_t)n * NG;
-#pragma omp for schedule(dynamic, 1)
+    // static round-robin: the tile -> thread assignment, hence each per-thread sum, is the same every call,
+    // so gradients are bit-reproducible for a given thread count (a resumed run retraces the original)
+#pragma omp for schedule(static, 1)
     for (int t = 0; t < tw * th; ++t) bwd_tile(in, t, final_T, last, g_rgb, g_alpha, g_dacc, mine, use_atomic);
     // reduction over threads (implicit barrier after the omp for above)
     if (!direct) {

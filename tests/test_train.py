@@ -217,7 +217,16 @@ def _toy_cfg(**kw) -> TrainConfig:
     return apply_overrides(TrainConfig(), base)
 
 
-def test_resume_reaches_the_same_result(tmp_path, one_thread):
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    """Resume is bit-exact for a given thread count: the CPU backward assigns tiles to threads statically."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(n)
+
+
+def test_resume_reaches_the_same_result(tmp_path, threads):
     data = _toy_data()
     cfg = _toy_cfg(checkpoint_every=30)
     full = Trainer(data, cfg, tmp_path / "a", progress=False)
