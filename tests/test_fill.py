@@ -283,6 +283,29 @@ def test_lift_places_gaussians_on_the_depth_with_pixel_footprints():
     assert (cov.alpha[:, :27] < 0.01).all()
 
 
+def test_new_gaussians_in_seen_free_space_move_behind_the_seen_surface():
+    from spatialvid.generate.fill import SeenSpace, push_out_of_seen_space
+
+    scene = wall_scene(hole=False)  # the wall at y = 3, seen by camera "a" at y = 0.8
+    cam_a = scene.cameras
+    seen = SeenSpace(scene.gaussians, [cam_a])
+    probe = torch.tensor([[0.0, 2.0, 0.0], [0.0, 3.5, 0.0], [0.2, 1.5, 0.1]])  # before, behind, before the wall
+    assert seen.contains(probe).tolist() == [True, False, True]
+    # a fill camera elsewhere looking along +y: its new Gaussians in front of the wall go back along its rays
+    fill_cam = Cameras.look_at([0.1, 0.5, 0.0], [0.1, 3.0, 0.0], up=(0, 0, 1), fov_deg=40, width=W, height=H)
+    new = Gaussians.from_points(probe, torch.full((3, 3), 0.5), scale=0.01, opacity=0.9)
+    out, moved, dropped = push_out_of_seen_space(new, fill_cam, seen)
+    assert moved == 2 and dropped == 0 and len(out) == 3
+    assert not seen.contains(out.means).any()
+    assert torch.equal(out.means[1], probe[1])  # the one behind the wall stays
+    # moved along the fill camera's ray: same pixel in the fill view, farther away, scaled alike
+    uv0, z0 = fill_cam.project(probe)
+    uv1, z1 = fill_cam.project(out.means)
+    assert torch.allclose(uv0, uv1, atol=1e-3) and (z1[0, [0, 2]] > z0[0, [0, 2]]).all()
+    ratio = torch.exp(out.log_scales - new.log_scales)[:, 0]
+    assert torch.allclose(ratio, z1[0] / z0[0], rtol=1e-4)
+
+
 # ---- fill / undo ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def filled():
@@ -341,6 +364,40 @@ def test_fill_covers_the_hole_from_a_nearby_view_and_is_consistent(filled):
         in_a = (uvb[0, :, 0] >= 0) & (uvb[0, :, 0] < W) & (uvb[0, :, 1] >= 0) & (uvb[0, :, 1] < H)
         hits = in_a & torch.from_numpy(m_core)[vb, ub]
         assert int(hits.sum()) == 0, f"{int(hits.sum())} of B's {res_b.added} Gaussians landed in A's fill"
+
+
+class _NearDepth:
+    """A depth 'estimator' that guesses a fixed, too-near depth for every hole pixel."""
+
+    name = "near"
+
+    def __init__(self, z: float):
+        self.z = z
+
+    def complete(self, depth, valid, image):
+        return np.where(valid, depth, self.z).astype(np.float32)
+
+
+@pytest.mark.parametrize("z", [1.0, 1.3])
+def test_a_later_fill_never_changes_a_view_already_filled(z):
+    scene = wall_scene()
+    fast_fill(scene, scene.cameras)  # A fills the wall's hole
+    seen_a = render_coverage(scene.gaussians, scene.cameras).rgb
+    # B looks across A's view, past the wall's left edge; its depth guess puts the new content inside the
+    # space A saw through (in front of the wall)
+    cam_b = Cameras.look_at([1.2, 1.0, 0.0], [-2.5, 3.5, 0.0], up=(0, 0, 1), fov_deg=40, width=W, height=H)
+    unguarded = Scene(scene.gaussians.clone(), scene.cameras, dict(scene.metadata), list(scene.history))
+    fast_fill(unguarded, cam_b, depth=_NearDepth(z), keep_free_space=False)
+    changed = (np.abs(render_coverage(unguarded.gaussians, scene.cameras).rgb - seen_a).max(-1) > 0.05).mean()
+    assert changed > 0.2  # without the guard A's view is covered by B's guess
+    res = fast_fill(scene, cam_b, depth=_NearDepth(z))
+    info = scene.history[-1]["info"]
+    assert res.added > 500 and info["moved_back"] > 0.3 * res.added
+    again = render_coverage(scene.gaussians, scene.cameras).rgb
+    assert (np.abs(again - seen_a).max(-1) > 0.05).mean() < 0.002
+    # B still gets its pixels covered (moved back along B's own rays, not dropped)
+    cov_b = render_coverage(scene.gaussians, cam_b)
+    assert (cov_b.alpha[res.mask] >= 0.5).mean() > 0.95
 
 
 def test_undo_restores_exactly_and_records(filled):

@@ -16,8 +16,9 @@ A view whose unseen mask is empty adds nothing and records nothing.
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -45,6 +46,10 @@ class FillConfig:
     opacity: initial opacity of new Gaussians. fit_iters / fit_lr: the short optimisation (0 = off);
     fit_max_side: it renders the mask's bounding box at most this large (pixels, longer side).
     background: colour behind the scene (0..1 RGB). backend: rasterizer backend.
+    keep_free_space: new Gaussians standing in front of the surface that a training camera or an earlier fill
+    camera saw are moved back along their ray (or dropped) (at most free_space_max_views training cameras,
+    rendered at free_space_side px on the longer side; "in front" = nearer than (1 - free_space_margin) times
+    that camera's depth there).
     max_gaussians: the scene's Gaussian cap (a fill that would exceed it fails before changing anything).
     """
 
@@ -61,6 +66,10 @@ class FillConfig:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     backend: str = "auto"
     max_gaussians: int = DEFAULT_MAX_GAUSSIANS
+    keep_free_space: bool = True
+    free_space_max_views: int = 24
+    free_space_side: int = 160
+    free_space_margin: float = 0.1
 
 
 @dataclass
@@ -124,6 +133,92 @@ def depth_guide(depth: np.ndarray, valid: np.ndarray, camera: Cameras | None = N
     n = cv2.GaussianBlur(n.astype(np.float32), (0, 0), 1.5)
     n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
     return np.concatenate([g, normal_weight * n], 2).astype(np.float32)
+
+
+def _camera_from_record(rec: dict[str, Any]) -> Cameras:
+    c2w = torch.as_tensor(rec["c2w_opencv"], dtype=torch.float32)
+    return Cameras.from_c2w(c2w, rec["fx"], rec["fy"], rec["cx"], rec["cy"], int(rec["width"]), int(rec["height"]))
+
+
+def guard_cameras(scene, max_views: int = 24) -> list[Cameras]:
+    """The cameras whose view must not change when a fill adds Gaussians: every earlier (not undone) fill
+    camera from the history, plus up to ``max_views`` evenly spaced training cameras."""
+    out: list[Cameras] = []
+    undone = _undone_steps(scene.history)
+    for h in scene.history:
+        rec = h.get("info", {}).get("camera")
+        if h.get("kind") == "fill" and isinstance(rec, dict) and h.get("step") not in undone:
+            try:
+                out.append(_camera_from_record(rec))
+            except (KeyError, TypeError, ValueError):
+                continue
+    n = len(scene.cameras)
+    if n:
+        for i in np.unique(np.linspace(0, n - 1, min(n, max_views)).round().astype(int)):
+            out.append(scene.cameras[int(i)])
+    return out
+
+
+class SeenSpace:
+    """The space that a set of cameras saw through: each camera's rendered depth and alpha (at <= ``side`` px).
+
+    A point is in seen space when some camera sees a surface (alpha >= ``alpha_threshold``) behind it, farther
+    than the point by more than ``margin`` of that depth: the camera looked through it, so it is empty.
+    """
+
+    def __init__(self, gaussians: Gaussians, cameras: list[Cameras], margin: float = 0.1, side: int = 160,
+                 alpha_threshold: float = 0.5, backend: str = "auto"):
+        self.margin = margin
+        self.views = []
+        for cam in cameras:
+            s = min(1.0, side / max(int(cam.width[0]), int(cam.height[0])))
+            c = cam.scaled(s) if s < 1.0 else cam
+            cov = render_coverage(gaussians, c, backend=backend)
+            depth = torch.from_numpy(np.where(cov.alpha >= alpha_threshold, cov.depth, 0.0).astype(np.float32))
+            self.views.append((c, depth))
+
+    def contains(self, points: torch.Tensor, radius: torch.Tensor | None = None) -> torch.Tensor:
+        """``bool [N]`` for ``points [N,3]`` (world). With ``radius [N]`` (world units, e.g. 3 sigma of a
+        Gaussian) a point just outside a view counts where its footprint reaches into it (compared with the
+        nearest border pixel): a Gaussian close to a camera covers much of its image from off-screen."""
+        bad = torch.zeros(points.shape[0], dtype=torch.bool)
+        for c, depth in self.views:
+            h, w = depth.shape
+            uv, z = c.project(points.to(c.fx.device))
+            uf, vf, z = uv[0, :, 0], uv[0, :, 1], z[0]
+            r = torch.zeros_like(z) if radius is None else radius.to(z.device) * c.fx[0] / z.clamp_min(1e-6)
+            inside = (z > 0) & (uf >= -r) & (uf < w + r) & (vf >= -r) & (vf < h + r)
+            u, v = uf.floor().long().clamp(0, w - 1), vf.floor().long().clamp(0, h - 1)
+            d = depth[v, u]
+            bad |= (inside & (d > 0) & (z < (1.0 - self.margin) * d)).cpu()
+        return bad
+
+
+def push_out_of_seen_space(new: Gaussians, camera: Cameras, seen: SeenSpace,
+                           factors=(1.25, 1.5, 2.0, 3.0, 5.0)) -> tuple[Gaussians, int, int]:
+    """Move each new Gaussian that lies in ``seen`` space back along its ray from ``camera`` (the fill
+    camera: it still covers the same pixel), to the nearest of ``factors`` x its distance that is clear of
+    seen space, scaled by the same factor; drop those clear at none. Returns (gaussians, moved, dropped)."""
+    radius = 3.0 * torch.exp(new.log_scales.detach()).amax(-1)
+    bad = seen.contains(new.means.detach(), radius)
+    if not bool(bad.any()):
+        return new, 0, 0
+    centre = camera.centers()[0].to(new.means.device)
+    means, log_scales = new.means.detach().clone(), new.log_scales.detach().clone()
+    todo = bad.clone()
+    for f in factors:
+        idx = torch.nonzero(todo).reshape(-1)
+        if idx.numel() == 0:
+            break
+        cand = centre + (means[idx] - centre) * f
+        ok = ~seen.contains(cand, radius[idx] * f)
+        take = idx[ok]
+        means[take] = cand[ok]
+        log_scales[take] = log_scales[take] + math.log(f)
+        todo[take] = False
+    moved = int(bad.sum()) - int(todo.sum())
+    out = replace(new, means=means, log_scales=log_scales)
+    return out[~todo], moved, int(todo.sum())
 
 
 def _finite_or_none(v: float) -> float | None:
@@ -211,11 +306,22 @@ def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "class
                                  background=tuple(bg.tolist()), backend=cfg.backend)
     timings["fit"] = time.perf_counter() - t
     cpu["fit"] = time.process_time() - tc
+    # 5b. keep seen space empty: a new Gaussian in front of what a training camera or an earlier fill camera
+    #     saw is moved back along its ray until it is not (or dropped), so views already seen or filled look
+    #     the same after this step and a depth guess that cut through seen space lands behind it instead
+    t, tc = time.perf_counter(), time.process_time()
+    moved = carved = 0
+    if cfg.keep_free_space and len(new) and len(g_all):
+        seen = SeenSpace(g_all, guard_cameras(scene, cfg.free_space_max_views), cfg.free_space_margin,
+                         cfg.free_space_side, cfg.alpha_threshold, cfg.backend)
+        new, moved, carved = push_out_of_seen_space(new, camera, seen)
+    timings["free_space"] = time.perf_counter() - t
+    cpu["free_space"] = time.process_time() - tc
     # 6. commit + record
     new = new.with_sh_degree(g_all.sh_degree) if len(g_all) else new
     scene.gaussians = Gaussians.cat([g_all, new]) if len(g_all) else new
     got = scene.add_history(
-        "fill", camera=_camera_record(camera), added=len(new), unseen_pixels=int(mask.sum()),
+        "fill", camera=_camera_record(camera), added=len(new), moved_back=moved, dropped=carved, unseen_pixels=int(mask.sum()),
         pixels=int(h * w), unseen_fraction=frac, inpainter=inp.name, depth=dep.name, render_backend=cov.backend,
         fit={"iters": rep.iters, "loss_first": _finite_or_none(rep.loss_first),
              "loss_last": _finite_or_none(rep.loss_last)},
