@@ -446,3 +446,23 @@ def test_live_view_with_a_real_viewer(one_thread):
     finally:
         view.stop()
     assert view.app is None
+
+
+def test_posed_folder_without_points_triangulates_or_falls_back_to_random(tmp_path, capsys, one_thread):
+    """A transforms.json folder with no point cloud: points are triangulated with the known poses; where
+    that cannot work (featureless images) training starts from random points and says why."""
+    import numpy as np
+    from PIL import Image
+
+    from spatialvid.cli import main
+
+    src = _toy_folder(tmp_path / "flat")
+    for p in (src / "images").iterdir():  # featureless: nothing to match
+        Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(p)
+    out = tmp_path / "out"
+    rc = main(["reconstruct", str(src), "-o", str(out), "--preset", "fast", "--steps", "4", "--resolution", "0",
+               "--init-random-points", "200", "--checkpoint-every", "0", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0 and (out / "metrics.json").is_file()
+    assert "triangulat" in text and "random" in text  # the reason is said
+    assert "init: 200 random points" in text  # the trainer's own random init, as configured

@@ -15,7 +15,8 @@ Train a 3D Gaussian-splat scene from INPUT and write it to SCENE_DIR.
 INPUT is one of:
   * a video (.mp4/.mov/...) or a folder of images: poses are estimated first (spatialvid.sfm),
     unless --poses gives them;
-  * a folder with a transforms.json (nerfstudio) or a COLMAP model (sparse/0), images beside it;
+  * a folder with a transforms.json (nerfstudio) or a COLMAP model (sparse/0), images beside it
+    (known poses; without a point cloud, sparse points are triangulated with them; --init random skips that);
   * a scene folder written by `spatialvid poses` or an earlier reconstruct (its cameras and points).
 
 SCENE_DIR gets: gaussians.ply, transforms.json, scene.json (the scene), metrics.json (held-out PSNR, SSIM,

@@ -102,8 +102,17 @@ def read_poses_file(poses: Path) -> ResolvedInput:
     return ResolvedInput(cams, pts, rgb, True, {"source": str(poses), "poses": "transforms.json"})
 
 
+def _random_fallback_notes(metadata: dict) -> list[str]:
+    """Notes of a pose-estimation result whose points are a random frustum fill, not triangulated."""
+    sfm = metadata.get("sfm")
+    notes = sfm.get("notes", []) if isinstance(sfm, dict) else []
+    return [n for n in notes if isinstance(n, str) and "random" in n]
+
+
 def _scene_to_input(scene, known: bool, timings: dict[str, float] | None = None) -> ResolvedInput:
     g = scene.gaussians
+    if _random_fallback_notes(scene.metadata):  # no real points: let the trainer make its random init
+        g = g[:0]
     return ResolvedInput(scene.cameras, g.means.detach() if len(g) else None, g.colors.detach() if len(g) else None,
                          known, dict(scene.metadata), list(scene.history), dict(timings or {}))
 
@@ -137,8 +146,10 @@ def resolve_input(input_path: str | Path, poses: str | Path | None = None, out_d
     """Work out what ``input_path`` is and return cameras with images (validated before any training).
 
     * a scene folder (scene.json): its cameras and Gaussians (as initial points);
-    * a folder with transforms.json / sparse/0 (and no ``poses``): those cameras, images beside them,
-      random init unless the file names a point cloud (``ply_file_path``);
+    * a folder with transforms.json / sparse/0 (and no ``poses``): those cameras, images beside them, and the
+      sparse points of the model / the point cloud the file names (``ply_file_path``); without one, points
+      triangulated with the known poses (``init == "auto"``; random points if that fails or ``init`` is
+      ``"random"``);
     * ``poses`` given: cameras from it, sparse points triangulated with them by spatialvid.sfm (images
       undistorted into ``out_dir``) unless ``init == "random"``, which skips triangulation;
     * a video or an image folder: spatialvid.sfm estimates the poses (into ``out_dir``).
@@ -183,6 +194,13 @@ def resolve_input(input_path: str | Path, poses: str | Path | None = None, out_d
         if inp.is_dir() and not all(p and Path(p).is_file() for p in res.cameras.image_paths):
             res.cameras = _match_images(res.cameras, img_dir)
         res.metadata.setdefault("source", str(inp))
+        if res.points is None and init == "auto" and out is not None and pose_path.is_file():
+            # no point cloud beside the poses: triangulate one with them (the 3DGS recipe starts from SfM
+            # points; on the bundled sample that is worth ~5 dB over random points); random if that fails
+            try:
+                return _sfm(img_dir, pose_path, out, progress)
+            except (SpatialvidError, RuntimeError, ValueError) as e:
+                res.metadata["init_fallback"] = f"triangulation with the known poses failed ({e}); random init"
         return res
     if inp.is_file() and not is_video:
         raise SpatialvidError(f"{inp}: not a video ({', '.join(sorted(VIDEO_EXTS))}), an image folder or a "
@@ -245,6 +263,10 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     data = make_train_data(res.cameras, cfg, res.points, res.colors, res.known_poses, progress=progress,
                            metadata=res.metadata)
     load_s = time.perf_counter() - t0
+    if "init_fallback" in res.metadata:
+        log(res.metadata.pop("init_fallback"))
+    for note in _random_fallback_notes(res.metadata):
+        log(note)
     if not resume:
         clean_output(out, keep_sfm="sfm" in res.metadata and res.metadata.get("images_dir") == "images")
     trainer = Trainer(data, cfg, out, progress=progress, on_step=on_step, on_step_every=on_step_every)
