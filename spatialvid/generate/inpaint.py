@@ -7,9 +7,10 @@ input and whose masked pixels are filled.
 * :class:`StructureTextureInpainter` (the default, ``"classical"``, no model): the image is completed as
   structure + texture (in the spirit of Bertalmio et al. 2003): the structure (low frequencies) by a
   push-pull pyramid fill of the known pixels (Gortler et al. 1996), which continues nearby colours at
-  the hole's border and tends to the broader surroundings deep inside it; the texture (high frequencies)
-  by exemplar synthesis, added back with amplitude ``detail``. Far from any known pixel the colour is a
-  guess; the structure layer keeps that guess close to what the surroundings predict on average.
+  the hole's border and tends to the broader surroundings deep inside it; the texture by exemplar
+  synthesis, weighted by how well it predicts a hidden band of known pixels around the hole (measured per
+  call). Far from any known pixel the colour is a guess; unless the texture proves predictable, the
+  structure layer keeps that guess close to what the surroundings predict on average.
 * :class:`ExemplarInpainter` (``"exemplar"``): multi-scale exemplar-based image completion in the
   spirit of Wexler, Shechtman & Irani (2007) with a vectorised PatchMatch (Barnes et al. 2009)
   nearest-neighbour field. Texture is copied from the known part of the image, so large holes get
