@@ -366,6 +366,25 @@ def test_fill_covers_the_hole_from_a_nearby_view_and_is_consistent(filled):
         assert int(hits.sum()) == 0, f"{int(hits.sum())} of B's {res_b.added} Gaussians landed in A's fill"
 
 
+def test_guard_cameras_are_earlier_fills_nearest_first_and_sampled_training_views():
+    from spatialvid.generate.fill import _camera_record, guard_cameras
+
+    scene = wall_scene()
+    train = Cameras.cat([Cameras.look_at([0.1 * i, 0.0, 0.0], [0.1 * i, 3.0, 0.0], width=W, height=H)
+                         for i in range(40)])
+    scene.cameras = train
+    for i in range(30):  # fill cameras at x = 0..2.9
+        cam = Cameras.look_at([0.1 * i, 0.5, 0.0], [0.1 * i, 3.0, 0.0], width=W, height=H, name=f"f{i}")
+        scene.add_history("fill", camera=_camera_record(cam), added=1)
+    scene.add_history("undo", undid=scene.history[0]["step"])  # the first fill (x = 0) was undone
+    near = Cameras.look_at([0.0, 0.5, 0.0], [0.0, 3.0, 0.0], width=W, height=H)
+    g = guard_cameras(scene, max_views=5, near=near)
+    fills, trains = g[:5], g[5:]
+    xs = sorted(round(float(c.centers()[0, 0]), 3) for c in fills)
+    assert xs == [0.1, 0.2, 0.3, 0.4, 0.5]  # nearest first, the undone one left out
+    assert len(trains) == 5 and round(float(trains[-1].centers()[0, 0]), 3) == 3.9
+
+
 class _NearDepth:
     """A depth 'estimator' that guesses a fixed, too-near depth for every hole pixel."""
 

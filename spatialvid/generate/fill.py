@@ -140,9 +140,10 @@ def _camera_from_record(rec: dict[str, Any]) -> Cameras:
     return Cameras.from_c2w(c2w, rec["fx"], rec["fy"], rec["cx"], rec["cy"], int(rec["width"]), int(rec["height"]))
 
 
-def guard_cameras(scene, max_views: int = 24) -> list[Cameras]:
-    """The cameras whose view must not change when a fill adds Gaussians: every earlier (not undone) fill
-    camera from the history, plus up to ``max_views`` evenly spaced training cameras."""
+def guard_cameras(scene, max_views: int = 24, near: Cameras | None = None) -> list[Cameras]:
+    """The cameras whose view must not change when a fill adds Gaussians: the earlier (not undone) fill
+    cameras from the history (the ``max_views`` nearest to ``near`` when there are more), plus up to
+    ``max_views`` evenly spaced training cameras."""
     out: list[Cameras] = []
     undone = _undone_steps(scene.history)
     for h in scene.history:
@@ -152,6 +153,9 @@ def guard_cameras(scene, max_views: int = 24) -> list[Cameras]:
                 out.append(_camera_from_record(rec))
             except (KeyError, TypeError, ValueError):
                 continue
+    if len(out) > max_views and near is not None:
+        c0 = near.centers()[0]
+        out = sorted(out, key=lambda c: float((c.centers()[0] - c0).norm()))[:max_views]
     n = len(scene.cameras)
     if n:
         for i in np.unique(np.linspace(0, n - 1, min(n, max_views)).round().astype(int)):
@@ -312,7 +316,7 @@ def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "class
     t, tc = time.perf_counter(), time.process_time()
     moved = carved = 0
     if cfg.keep_free_space and len(new) and len(g_all):
-        seen = SeenSpace(g_all, guard_cameras(scene, cfg.free_space_max_views), cfg.free_space_margin,
+        seen = SeenSpace(g_all, guard_cameras(scene, cfg.free_space_max_views, camera), cfg.free_space_margin,
                          cfg.free_space_side, cfg.alpha_threshold, cfg.backend)
         new, moved, carved = push_out_of_seen_space(new, camera, seen)
     timings["free_space"] = time.perf_counter() - t
