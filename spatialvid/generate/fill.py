@@ -47,8 +47,8 @@ class FillConfig:
     fit_max_side: it renders the mask's bounding box at most this large (pixels, longer side).
     background: colour behind the scene (0..1 RGB). backend: rasterizer backend.
     keep_free_space: new Gaussians standing in front of the surface that a training camera or an earlier fill
-    camera saw are moved back along their ray (or dropped) (at most free_space_max_views training cameras,
-    rendered at free_space_side px on the longer side; "in front" = nearer than (1 - free_space_margin) times
+    camera saw are moved back along their ray (or dropped) (at most free_space_max_views sampled training
+    cameras and as many nearest earlier fill cameras, rendered at free_space_side px on the longer side; "in front" = nearer than (1 - free_space_margin) times
     that camera's depth there).
     max_gaussians: the scene's Gaussian cap (a fill that would exceed it fails before changing anything).
     """

@@ -423,10 +423,14 @@ class StructureTextureInpainter:
     name: str = "classical"
     last_trust: float | None = None  # the ``a`` used by the last call (for logs and tests)
 
-    def _hedged(self, image, mask, guide, exemplar: ExemplarInpainter | None = None):
+    def _hedged(self, image, mask, guide, exemplar: ExemplarInpainter | None = None, need_texture: bool = True):
+        """(H, T): the hedged fill and the exemplar fill (T is None when not ``need_texture`` and
+        ``detail`` is 0: nothing would use it)."""
         structure = push_pull(image, ~mask, self.extra_levels)
         sig = max(0.5, self.texture_sigma * max(mask.shape))
         hedged = cv2.GaussianBlur(structure, (0, 0), sig)
+        if not need_texture and self.detail <= 0:
+            return hedged, None
         tex = (exemplar or self.exemplar or ExemplarInpainter()).inpaint(image, mask, guide)
         if self.detail > 0:
             hedged = hedged + self.detail * (tex - cv2.GaussianBlur(tex, (0, 0), sig))
@@ -469,8 +473,8 @@ class StructureTextureInpainter:
         a = self.measure_trust(image, mask, guide) if self.adaptive else None
         a = self.trust if a is None else a
         self.last_trust = a
-        hedged, tex = self._hedged(image, mask, guide)
-        out = np.clip(hedged + a * (tex - hedged), 0.0, 1.0).astype(np.float32)
+        hedged, tex = self._hedged(image, mask, guide, need_texture=a > 0)
+        out = np.clip(hedged if tex is None else hedged + a * (tex - hedged), 0.0, 1.0).astype(np.float32)
         out[~mask] = image[~mask]
         return out
 
