@@ -325,7 +325,7 @@ def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "class
     new = new.with_sh_degree(g_all.sh_degree) if len(g_all) else new
     scene.gaussians = Gaussians.cat([g_all, new]) if len(g_all) else new
     got = scene.add_history(
-        "fill", camera=_camera_record(camera), added=len(new), moved_back=moved, dropped=carved, unseen_pixels=int(mask.sum()),
+        "fill", step_id=step, camera=_camera_record(camera), added=len(new), moved_back=moved, dropped=carved, unseen_pixels=int(mask.sum()),
         pixels=int(h * w), unseen_fraction=frac, inpainter=inp.name, texture_trust=getattr(inp, "last_trust", None),
         depth=dep.name, render_backend=cov.backend,
         fit={"iters": rep.iters, "loss_first": _finite_or_none(rep.loss_first),

@@ -294,7 +294,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     scene.gaussians = trainer.gaussians(step_id)
     scene.metadata.update({"train_resolution": [w, h], "heldout_images": m["heldout_images"]})
     scene.metadata.setdefault("source", str(input_path))
-    scene.add_history("reconstruct", preset=preset, steps=trainer.step, num_gaussians=trainer.num_gaussians,
+    scene.add_history("reconstruct", step_id=step_id, preset=preset, steps=trainer.step, num_gaussians=trainer.num_gaussians,
                       psnr=m["psnr"], ssim=m["ssim"], backend=cfg.backend, strategy=cfg.strategy,
                       pose_refine=trainer.pose is not None, config=cfg.to_dict())
     scene.save(out)
