@@ -8,6 +8,7 @@ Output folder (SCENE_DIR): the scene (``gaussians.ply``, ``transforms.json``, ``
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Any
 
 import torch
 
+from spatialvid.atomic import recover_dir, replace_dir
 from spatialvid.cameras import Cameras
 from spatialvid.errors import SpatialvidError
+from spatialvid.faults import fault_point
 from spatialvid.train.checkpoint import CHECKPOINT_DIR, checkpoint_path
 from spatialvid.train.config import TrainConfig
 
@@ -248,16 +251,66 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     before the first step with the starting :class:`~spatialvid.scene.Scene` (initial or resumed Gaussians,
     cameras at the training resolution), e.g. to open a live view.
     """
+    cfg.validate()
+    final = Path(out_dir)
+    t_all = time.perf_counter()
+    if recover_dir(final):
+        log(f"{final}: put back the previous output that an interrupted --overwrite had moved aside")
+    check_output(final, resume, overwrite)
+    # --overwrite of a non-empty folder builds in a hidden sibling and swaps it in at the end, so a killed
+    # or failed run leaves the old outputs as they were
+    staging = None
+    if overwrite and not resume and final.is_dir() and any(final.iterdir()):
+        src = Path(input_path).resolve()
+        for sub in ("images", "sparse", "sfm"):
+            d = (final / sub).resolve()
+            if src == d or d in src.parents:
+                raise SpatialvidError(f"the output folder {final} would overwrite the input {input_path} (its {sub}/ "
+                                      "folder is replaced); choose another -o SCENE_DIR")
+        staging = final.with_name(f".{final.name}.overwrite.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    try:
+        metrics = _reconstruct(input_path, final if staging is None else staging, cfg, poses, resume, progress,
+                               preset, log, on_step, on_step_every, on_train_start, t_all)
+        if staging is not None:
+            _carry_over(final, staging)
+            fault_point("reconstruct:before-swap")
+            replace_dir(staging, final)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return metrics
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Hard-link (or copy) what ``old`` holds besides reconstruct's own outputs into ``new`` (images, sparse
+    models, the user's files), as an in-place run would have kept them."""
+    for p in old.iterdir():
+        if p.name in OUTPUT_NAMES or (new / p.name).exists():
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.copytree(p, new / p.name, copy_function=_link_or_copy, symlinks=True)
+        else:
+            _link_or_copy(p, new / p.name)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, progress: bool, preset, log,
+                 on_step, on_step_every: int, on_train_start, t_all: float) -> dict[str, Any]:
     from spatialvid.gaussians import Gaussians
     from spatialvid.scene import Scene
     from spatialvid.train.data import make_train_data
     from spatialvid.train.eval import CURVE_PNG, plot_curve, write_metrics
     from spatialvid.train.trainer import Trainer
 
-    cfg.validate()
-    out = Path(out_dir)
-    t_all = time.perf_counter()
-    check_output(out, resume, overwrite)
     res = resolve_input(input_path, poses, out, progress, init=cfg.init, resume=resume)
     t0 = time.perf_counter()
     data = make_train_data(res.cameras, cfg, res.points, res.colors, res.known_poses, progress=progress,
@@ -267,6 +320,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
         log(res.metadata.pop("init_fallback"))
     for note in _random_fallback_notes(res.metadata):
         log(note)
+    fault_point("reconstruct:after-poses")
     if not resume:
         clean_output(out, keep_sfm="sfm" in res.metadata and res.metadata.get("images_dir") == "images")
     trainer = Trainer(data, cfg, out, progress=progress, on_step=on_step, on_step_every=on_step_every)
@@ -298,6 +352,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
                       psnr=m["psnr"], ssim=m["ssim"], backend=cfg.backend, strategy=cfg.strategy,
                       pose_refine=trainer.pose is not None, config=cfg.to_dict())
     scene.save(out)
+    fault_point("reconstruct:after-scene")
     metrics = {"psnr": m["psnr"], "ssim": m["ssim"], "lpips": m["lpips"], "num_gaussians": trainer.num_gaussians,
                "steps": trainer.step, "train_seconds": round(trainer.train_seconds, 2),
                "heldout_images": m["heldout_images"], "per_image": m["per_image"],

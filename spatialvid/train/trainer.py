@@ -157,6 +157,29 @@ def init_gaussians(data: TrainData, cfg: TrainConfig, extent: float, gen: torch.
     return g, how
 
 
+def rng_state_dict(gen: torch.Generator) -> dict[str, Any]:
+    """torch / numpy / Python / trainer-generator RNG states as tensors and plain numbers (no pickled objects,
+    so a checkpoint loads with ``torch.load(weights_only=True)``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "gen": gen.get_state(),
+            "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                       "gauss_next": gauss_next}}
+
+
+def set_rng_state_dict(st: dict[str, Any], gen: torch.Generator) -> None:
+    """Restore what :func:`rng_state_dict` recorded."""
+    torch.set_rng_state(st["torch"])
+    gen.set_state(st["gen"])
+    n = st["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    py = st["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+
+
 def _camera_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
     return torch.randperm(n, generator=g)
@@ -290,8 +313,7 @@ class Trainer:
             "strategy_state": {k: v.clone() for k, v in self.strategy_state.items()},
             "pose": None if self.pose is None else self.pose.state_dict(),
             "pose_opt": None if self.pose_opt is None else self.pose_opt.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                    "gen": self.gen.get_state()},
+            "rng": rng_state_dict(self.gen),
             "train_seconds": self.train_seconds,
             "history": list(self.history),
             "eval_history": list(self.eval_history),
@@ -321,10 +343,7 @@ class Trainer:
         if self.pose is not None:
             self.pose.load_state_dict(st["pose"])
             self.pose_opt.load_state_dict(st["pose_opt"])
-        torch.set_rng_state(st["rng"]["torch"])
-        np.random.set_state(st["rng"]["numpy"])
-        random.setstate(st["rng"]["python"])
-        self.gen.set_state(st["rng"]["gen"])
+        set_rng_state_dict(st["rng"], self.gen)
         self.train_seconds = float(st["train_seconds"])
         self.history = list(st["history"])
         self.eval_history = list(st.get("eval_history", []))
