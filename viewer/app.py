@@ -11,7 +11,10 @@
   :meth:`ViewerApp.wait_while_paused` (see :mod:`viewer.training_panel`).
 
 Security: binds 127.0.0.1 unless told otherwise (and warns when not loopback); files named by a client are
-resolved and refused unless inside the scene folder (:func:`viewer.security.resolve_inside`).
+resolved and refused unless inside the scene folder (:func:`viewer.security.resolve_inside`); camera paths
+are exported into ``SCENE/paths/`` only and never under a scene file's name
+(:func:`viewer.security.resolve_path_file`); thumbnails are read only from the scene folder or its declared
+``images_dir`` (:meth:`ViewerApp.image_roots`).
 Long operations run on a private copy of the scene and are swapped in only when complete, so a client that
 disconnects (or an error) mid-operation leaves the scene intact.
 """
@@ -40,6 +43,7 @@ from spatialvid.gaussians import CAPTURED, GENERATED, Gaussians, rgb_to_sh0
 from spatialvid.scene import Scene
 from viewer import convert
 from viewer.render_worker import RenderWorker
+from viewer.security import allowed_image
 
 log = logging.getLogger(__name__)
 
@@ -469,13 +473,28 @@ class ViewerApp:
             h.on_click(lambda e, i=i: self.jump_to_camera(e.client, i))
             self._frustums.append(h)
 
+    def image_roots(self) -> list[Path] | None:
+        """Folders the viewer reads camera images from: the scene folder and the images folder its metadata
+        declares (``images_dir``, relative to the scene folder or absolute); ``None`` (no limit) for a scene
+        handed over in memory without a folder (the live training view of the user's own input)."""
+        if self.scene_dir is None:
+            return None
+        roots = [self.scene_dir]
+        d = self.scene.metadata.get("images_dir")
+        if isinstance(d, str) and d:
+            roots.append(self.scene_dir / d)  # an absolute images_dir replaces the prefix
+        return roots
+
     def _thumbnails(self, cams: Cameras) -> list[np.ndarray | None]:
         from PIL import Image
 
         out: list[np.ndarray | None] = []
         px = int(self.config.thumbnail_px)
+        roots = self.image_roots()
         for i, p in enumerate(cams.image_paths):
             img = None
+            if roots is not None:
+                p = allowed_image(roots, p)
             if px > 0 and p and i < self.config.max_thumbnails:
                 try:
                     with Image.open(p) as im:

@@ -284,6 +284,18 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     return metrics
 
 
+def _declare_images_dir(scene, out: Path) -> None:
+    """Record the folder the training images live in (``images_dir``: relative when inside the scene
+    folder, else absolute), the one folder besides the scene that readers such as the viewer open images from."""
+    if scene.metadata.get("images_dir"):
+        return
+    parents = {str(Path(p).resolve().parent) for p in scene.cameras.image_paths if p}
+    if len(parents) != 1:
+        return
+    d = Path(parents.pop())
+    scene.metadata["images_dir"] = str(d.relative_to(out.resolve())) if d.is_relative_to(out.resolve()) else str(d)
+
+
 def _carry_over(old: Path, new: Path) -> None:
     """Hard-link (or copy) what ``old`` holds besides reconstruct's own outputs into ``new`` (images, sparse
     models, the user's files), as an in-place run would have kept them."""
@@ -348,6 +360,7 @@ def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, p
     scene.gaussians = trainer.gaussians(step_id)
     scene.metadata.update({"train_resolution": [w, h], "heldout_images": m["heldout_images"]})
     scene.metadata.setdefault("source", str(input_path))
+    _declare_images_dir(scene, out)
     scene.add_history("reconstruct", step_id=step_id, preset=preset, steps=trainer.step, num_gaussians=trainer.num_gaussians,
                       psnr=m["psnr"], ssim=m["ssim"], backend=cfg.backend, strategy=cfg.strategy,
                       pose_refine=trainer.pose is not None, config=cfg.to_dict())
