@@ -389,7 +389,7 @@ class ViewerApp:
             lum = g.colors @ torch.tensor([0.299, 0.587, 0.114])
             code = torch.stack([lum, (g.origin == GENERATED).float(), torch.zeros_like(lum)], -1)
             marker = Gaussians(**{**vars(g.detach()), "sh0": rgb_to_sh0(code), "shN": g.shN[:, :0]})
-            c_rgb, alpha, _ = self._rasterize(marker, camera)
+            c_rgb, alpha, _ = self._rasterize(marker, camera, background=(0.0, 0.0, 0.0))
             a = np.maximum(alpha, 1e-6)
             grey = np.repeat((c_rgb[..., 0] / a)[..., None], 3, -1)
             return convert.colorize_coverage(grey, alpha, c_rgb[..., 1] / a), None
@@ -400,10 +400,14 @@ class ViewerApp:
         comp = np.where(alpha > 0.5, depth, 160.0).astype(np.float32)
         return convert.to_uint8(rgb), comp
 
-    def _rasterize(self, g: Gaussians, camera: Cameras) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """spatialvid's rasterizer (all SH degrees, black background): rgb [H,W,3], alpha, z-depth [H,W]."""
+    def _rasterize(self, g: Gaussians, camera: Cameras, background=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """spatialvid's rasterizer (all SH degrees; the scene's trained background and antialiasing unless
+        ``background`` is given): rgb [H,W,3], alpha, z-depth [H,W]."""
         from spatialvid.render import render_gaussians
+        from spatialvid.render.api import render_settings
 
+        look = render_settings(self.scene)
+        bg = look["background"] if background is None else tuple(background)
         dev = torch.device("cuda") if self.config.backend in ("cuda", "auto") and torch.cuda.is_available() \
             else torch.device("cpu")
         with torch.no_grad():
@@ -414,8 +418,11 @@ class ViewerApp:
                 g = g[keep]
             if len(g) == 0:
                 h, w = int(camera.height[0]), int(camera.width[0])
-                return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
-            out = render_gaussians(g.to(dev), camera, backend=self.config.backend)
+                return (np.broadcast_to(np.asarray(bg, np.float32), (h, w, 3)).copy(), np.zeros((h, w), np.float32),
+                        np.zeros((h, w), np.float32))
+            out = render_gaussians(g.to(dev), camera, backend=self.config.backend,
+                                   background=torch.tensor(bg, dtype=torch.float32, device=dev),
+                                   antialiased=look["antialiased"])
         return tuple(t.detach().float().cpu().numpy() for t in (out.rgb, out.alpha, out.depth))
 
     def _render_job(self, client_id: int, request: tuple[View, str, int, bool]) -> None:

@@ -358,7 +358,10 @@ def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, p
     scene.cameras.R, scene.cameras.t = refined.R.clone(), refined.t.clone()
     step_id = scene.next_step_id()
     scene.gaussians = trainer.gaussians(step_id)
-    scene.metadata.update({"train_resolution": [w, h], "heldout_images": m["heldout_images"]})
+    scene.metadata.update({"train_resolution": [w, h], "heldout_images": m["heldout_images"],
+                           # how it was trained (and evaluated) to look: render, view and fill use the same
+                           "background": [1.0, 1.0, 1.0] if cfg.background == "white" else [0.0, 0.0, 0.0],
+                           "antialiased": bool(cfg.antialiased)})
     scene.metadata.setdefault("source", str(input_path))
     _declare_images_dir(scene, out)
     scene.add_history("reconstruct", step_id=step_id, preset=preset, steps=trainer.step, num_gaussians=trainer.num_gaussians,
