@@ -115,6 +115,7 @@ def path_cameras(scene, spec: str, steps: int, resolution: str | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from spatialvid.faults import fault_point
     from spatialvid.generate import fill_view, undo_last_fill
     from spatialvid.generate.fill import FillConfig
     from spatialvid.scene import Scene
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(args.scene)
     if args.undo:
         n = undo_last_fill(scene)
+        fault_point("undo:before-save")
         scene.save(out)
         print(f"undid the last fill: removed {n:,} generated Gaussians; {len(scene.gaussians):,} left -> {out}")
         return 0
@@ -152,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         res = fill_view(scene, cams[i], inpainter=inp, depth=dep, config=cfg)
         total += res.added
         steps_done += res.step is not None
+        fault_point("fill:after-step")
         bar.set_postfix(added=total, unseen=f"{100 * res.unseen_fraction:.1f}%")
     bar.close()
     scene.save(out)

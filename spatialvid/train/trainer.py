@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from spatialvid.errors import SpatialvidError
+from spatialvid.faults import fault_point
 from spatialvid.gaussians import CAPTURED, Gaussians, num_sh_bases, rgb_to_sh0
 from spatialvid.render import rasterize
 from spatialvid.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
@@ -351,7 +352,9 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         if self.out_dir is None:
             return None
-        return save_checkpoint(checkpoint_path(self.out_dir), self.state_dict())
+        path = save_checkpoint(checkpoint_path(self.out_dir), self.state_dict())
+        fault_point("train:after-checkpoint")
+        return path
 
     def resume(self) -> int:
         """Load ``out_dir/checkpoints/last.pt``; returns the step it continues from."""
