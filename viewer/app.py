@@ -495,6 +495,8 @@ class ViewerApp:
     def _thumbnails(self, cams: Cameras) -> list[np.ndarray | None]:
         from PIL import Image
 
+        from spatialvid.io.decode import image_size
+
         out: list[np.ndarray | None] = []
         px = int(self.config.thumbnail_px)
         roots = self.image_roots()
@@ -504,12 +506,13 @@ class ViewerApp:
                 p = allowed_image(roots, p)
             if px > 0 and p and i < self.config.max_thumbnails:
                 try:
+                    image_size(p)  # empty files and huge headers are refused before decoding
                     with Image.open(p) as im:
                         im.draft("RGB", (px * 4, px * 4))
                         im = im.convert("RGB")
                         im.thumbnail((px * 4, px))
                         img = np.asarray(im)
-                except (OSError, ValueError):
+                except (OSError, ValueError, SpatialvidError):
                     img = None
             out.append(img)
         return out

@@ -213,6 +213,29 @@ def _parallax_check(rec) -> None:
             "sideways around or along the scene")
 
 
+def _no_output_on_error(fn):
+    """If ``fn`` fails (bad input found while ingesting, failed registration, ...) and its ``out_dir`` did
+    not exist before, remove what it created there: bad input leaves nothing written."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out = Path(sig.bind(*args, **kwargs).arguments["out_dir"])
+        existed = out.exists()
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+    return wrapper
+
+
+@_no_output_on_error
 def run_sfm(input_path: str | Path, out_dir: str | Path, config: SfmConfig | None = None,
             save: bool = True):
     """Ingest a video or image folder, run SfM and return a :class:`~spatialvid.scene.Scene`.
@@ -269,6 +292,7 @@ def load_poses(poses_path: str | Path) -> Cameras:
     return read_transforms(p)
 
 
+@_no_output_on_error
 def scene_from_known_poses(input_path: str | Path, poses: str | Path | Cameras, out_dir: str | Path,
                            config: SfmConfig | None = None, save: bool = True):
     """Like :func:`run_sfm` but with known cameras (skips pose estimation).
