@@ -95,7 +95,8 @@ class Scene:
 
     ``metadata`` keys used by the project: ``units`` (str), ``up`` ([3] world up vector),
     ``normalization`` (4x4 list: world_normalized = T @ world_original), ``images_dir`` (str),
-    ``source`` (what the scene was made from).
+    ``source`` (what the scene was made from), ``background`` ([3] 0..1) and ``antialiased`` (bool): how it was
+    trained to look (render, view and fill use them).
     ``history`` entries are dicts with at least ``step`` (int), ``kind`` ("reconstruct", "import", "fill",
     "undo", ...), ``time`` (ISO 8601 UTC) and free ``info``.
     """
