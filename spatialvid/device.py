@@ -1,6 +1,7 @@
 """The compute-device setting shared by ``reconstruct``, ``render``, ``fill`` and ``view``.
 
-``--device auto`` (default) is ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``; ``cuda`` (or
+``--device auto`` (default) is ``cuda`` when ``torch.cuda.is_available()``, else ``cpu`` (and ``cpu`` when the
+rasterizer backend asked for is ``cpu``, so ``--backend cpu`` alone keeps working on a GPU machine); ``cuda`` (or
 ``cuda:N``) without a usable GPU is an error. Parameters, images, cameras, optimiser state and loaded scenes
 live on the resolved device, and the rasterizer backend ``auto`` follows the tensors' device (CUDA kernels
 for CUDA tensors, C++ kernels for CPU tensors).
@@ -17,8 +18,10 @@ from spatialvid.errors import SpatialvidError
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+def resolve_device(spec: str | torch.device | None = "auto", backend: str | None = None) -> torch.device:
     """``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"cuda:N"`` (or a torch.device) -> a usable ``torch.device``.
+
+    ``backend``: the rasterizer backend that will run; ``auto`` with ``backend="cpu"`` is the CPU.
 
     Raises :class:`SpatialvidError` (one line) for an unknown name or a CUDA device torch cannot use.
     """
@@ -26,7 +29,7 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         spec = str(spec)
     s = str(spec or "auto").strip().lower()
     if s == "auto":
-        s = "cuda" if torch.cuda.is_available() else "cpu"
+        s = "cuda" if torch.cuda.is_available() and backend != "cpu" else "cpu"
     if s == "cpu":
         return torch.device("cpu")
     if s == "cuda" or s.startswith("cuda:"):

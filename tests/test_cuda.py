@@ -83,6 +83,7 @@ def test_resolve_device_names_and_errors():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if HAS_CUDA else "cpu")
+    assert resolve_device("auto", backend="cpu") == torch.device("cpu")  # --backend cpu alone: the CPU
     with pytest.raises(SpatialvidError, match="unknown device 'tpu'"):
         resolve_device("tpu")
     with pytest.raises(SpatialvidError, match="cuda:N"):

@@ -126,7 +126,7 @@ class ViewerApp:
         self.config = config or ViewerConfig()
         from spatialvid.device import check_backend, resolve_device
 
-        self.device = resolve_device(self.config.device)
+        self.device = resolve_device(self.config.device, self.config.backend)
         check_backend(self.config.backend, self.device)
         self._device_copy: tuple[Gaussians, Gaussians] | None = None  # (scene Gaussians, their device copy)
         self.scene_dir = Path(scene_dir).resolve() if scene_dir is not None else None

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from spatialvid.generate.fill import FillConfig
     from spatialvid.scene import Scene
 
-    device = resolve_device(getattr(args, "device", "auto"))
+    device = resolve_device(getattr(args, "device", "auto"), args.backend)
     check_backend(args.backend, device)
     scene = move_scene(Scene.load(args.scene), device)
     out = Path(args.output) if args.output else Path(args.scene)

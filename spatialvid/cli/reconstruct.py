@@ -129,7 +129,7 @@ def run(args) -> int:
     from spatialvid.train.pipeline import reconstruct
 
     cfg = load_config(args.preset, overrides_from_args(args))
-    check_backend(cfg.backend, resolve_device(cfg.device))  # a bad --device fails here, before any work
+    check_backend(cfg.backend, resolve_device(cfg.device, cfg.backend))  # a bad --device fails here, before any work
     view = None
     if getattr(args, "view", False):
         try:

@@ -395,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
     from spatialvid.render.video import is_video_path
     from spatialvid.scene import Scene
 
-    device = resolve_device(getattr(args, "device", "auto"))
+    device = resolve_device(getattr(args, "device", "auto"), args.backend)
     check_backend(args.backend, device)
     outputs = parse_outputs(args.outputs)
     out = Path(args.output)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from spatialvid.device import check_backend, resolve_device
 
     device = getattr(args, "device", "auto")
-    check_backend(args.backend, resolve_device(device))  # before loading anything
+    check_backend(args.backend, resolve_device(device, args.backend))  # before loading anything
     scene = Scene.load(args.scene_dir)
     config = ViewerConfig(host=args.host, port=args.port, exact_max_side=args.exact_size, backend=args.backend,
                           device=device)

@@ -203,7 +203,7 @@ class Trainer:
                                   "(raise --max-gaussians)")
         # everything the step loop touches lives on cfg.device (the init above is computed on the CPU, so a
         # run starts from the same Gaussians on every device)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, cfg.backend)
         dev = self.device
         self.params = {k: torch.nn.Parameter(getattr(g, k).detach().float().to(dev).clone()) for k in PARAM_NAMES}
         self.optimizers = make_optimizers(self.params, self._base_lrs())
