@@ -60,6 +60,8 @@ class ViewerConfig:
     size). jpeg_quality: of the background images. thumbnail_px: height of frustum thumbnails (0 = none).
     max_thumbnails: frustums beyond this count get no image. training_refresh_s: least seconds between two
     splat refreshes during training. backend: rasterizer backend ("auto", "cpu", "cuda", "torch").
+    device: where exact renders and fills run ("auto" = cuda when available, "cpu", "cuda"); the scene itself
+    stays on the CPU (for the splats sent to the browser and for saving), with one cached copy on the device.
     fill_kwargs: extra keyword arguments for :func:`spatialvid.generate.fill_view`.
     """
 
@@ -72,6 +74,7 @@ class ViewerConfig:
     max_thumbnails: int = 300
     training_refresh_s: float = 2.0
     backend: str = "auto"
+    device: str = "auto"
     fill_kwargs: dict[str, Any] = field(default_factory=dict)
     verbose: bool = False
 
@@ -83,6 +86,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _on_cpu(scene: Scene) -> Scene:
+    """``scene`` itself, or a copy with its Gaussians on the CPU (the viewer's own copy; see ViewerConfig)."""
+    if scene.gaussians.device.type == "cpu":
+        return scene
+    return Scene(gaussians=scene.gaussians.to("cpu"), cameras=scene.cameras, metadata=scene.metadata,
+                 history=scene.history)
 
 
 def copy_scene(scene: Scene) -> Scene:
@@ -117,9 +128,14 @@ class ViewerApp:
     def __init__(self, scene: Scene, scene_dir: str | Path | None = None, config: ViewerConfig | None = None,
                  training: bool = False):
         self.config = config or ViewerConfig()
+        from spatialvid.device import check_backend, resolve_device
+
+        self.device = resolve_device(self.config.device, self.config.backend)
+        check_backend(self.config.backend, self.device)
+        self._device_copy: tuple[Gaussians, Gaussians] | None = None  # (scene Gaussians, their device copy)
         self.scene_dir = Path(scene_dir).resolve() if scene_dir is not None else None
         self.training = training
-        self._scene = scene
+        self._scene = _on_cpu(scene)
         self._lock = threading.RLock()  # guards self._scene and the splat handles
         self._op_lock = threading.Lock()  # one long operation (fill, undo, save, video) at a time
         self.busy: str | None = None
@@ -365,10 +381,22 @@ class ViewerApp:
     def wait_renders(self, timeout: float = 60.0) -> bool:
         return self._worker.wait_idle(timeout)
 
-    def visible_gaussians(self) -> Gaussians:
-        """The Gaussians the captured / generated toggles leave visible."""
+    def scene_gaussians_on_device(self) -> Gaussians:
+        """The scene's Gaussians on ``self.device`` (a copy made once per scene change; the scene itself
+        stays on the CPU)."""
         g = self.scene.gaussians
-        keep = torch.zeros(len(g), dtype=torch.bool)
+        if g.device == self.device:
+            return g
+        with self._lock:
+            if self._device_copy is None or self._device_copy[0] is not g:
+                self._device_copy = (g, g.to(self.device))
+            return self._device_copy[1]
+
+    def visible_gaussians(self, on_device: bool = False) -> Gaussians:
+        """The Gaussians the captured / generated toggles leave visible (on ``self.device`` with
+        ``on_device``)."""
+        g = self.scene_gaussians_on_device() if on_device else self.scene.gaussians
+        keep = torch.zeros(len(g), dtype=torch.bool, device=g.device)
         if self.gui_captured.value:
             keep |= g.origin == CAPTURED
         if self.gui_generated.value:
@@ -377,7 +405,7 @@ class ViewerApp:
 
     def render_image(self, camera: Cameras, mode: str = "exact rgb") -> tuple[np.ndarray, np.ndarray | None]:
         """Render ``camera`` in a view mode: (uint8 [H,W,3] image, z-depth [H,W] for compositing or None)."""
-        g = self.visible_gaussians()
+        g = self.visible_gaussians(on_device=True)
         h, w = int(camera.height[0]), int(camera.width[0])
         if len(g) == 0:
             img = np.zeros((h, w, 3), np.uint8)
@@ -386,7 +414,7 @@ class ViewerApp:
             return img, None
         if mode == "exact coverage":
             # one pass with false colours: R = luminance of the base (DC) colour, G = 1 for generated Gaussians
-            lum = g.colors @ torch.tensor([0.299, 0.587, 0.114])
+            lum = g.colors @ torch.tensor([0.299, 0.587, 0.114], device=g.device)
             code = torch.stack([lum, (g.origin == GENERATED).float(), torch.zeros_like(lum)], -1)
             marker = Gaussians(**{**vars(g.detach()), "sh0": rgb_to_sh0(code), "shN": g.shN[:, :0]})
             c_rgb, alpha, _ = self._rasterize(marker, camera, background=(0.0, 0.0, 0.0))
@@ -408,8 +436,7 @@ class ViewerApp:
 
         look = render_settings(self.scene)
         bg = look["background"] if background is None else tuple(background)
-        dev = torch.device("cuda") if self.config.backend in ("cuda", "auto") and torch.cuda.is_available() \
-            else torch.device("cpu")
+        dev = self.device
         with torch.no_grad():
             # cull outside the view first (4 sigma spheres, 2 px margin): the rasterizer then projects and
             # evaluates SH only for what can show up, most of the cost when the view sees part of the scene
@@ -549,7 +576,7 @@ class ViewerApp:
         with self._lock:
             cams_changed = len(scene.cameras) != len(self._scene.cameras) or not torch.equal(
                 scene.cameras.viewmats(), self._scene.cameras.viewmats())
-            self._scene = scene
+            self._scene = _on_cpu(scene)
             self.dirty = self.dirty or dirty
         if cams_changed:
             self._draw_frustums()

@@ -198,7 +198,7 @@ class SeenSpace:
             u, v = uf.floor().long().clamp(0, w - 1), vf.floor().long().clamp(0, h - 1)
             d = depth[v, u]
             bad |= (inside & (d > 0) & (z < (1.0 - self.margin) * d)).cpu()
-        return bad
+        return bad.to(points.device)  # on the points' device (the views are kept on the CPU)
 
 
 def push_out_of_seen_space(new: Gaussians, camera: Cameras, seen: SeenSpace,

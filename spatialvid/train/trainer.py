@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spatialvid.device import resolve_device
 from spatialvid.errors import SpatialvidError
 from spatialvid.faults import fault_point
 from spatialvid.gaussians import CAPTURED, Gaussians, num_sh_bases, rgb_to_sh0
@@ -224,18 +225,25 @@ class Trainer:
         if len(g) > cfg.max_gaussians:
             raise SpatialvidError(f"initial Gaussians ({len(g):,}) exceed max_gaussians={cfg.max_gaussians:,} "
                                   "(raise --max-gaussians)")
-        self.params = {k: torch.nn.Parameter(getattr(g, k).detach().clone().float()) for k in PARAM_NAMES}
+        # everything the step loop touches lives on cfg.device (the init above is computed on the CPU, so a
+        # run starts from the same Gaussians on every device)
+        self.device = resolve_device(cfg.device, cfg.backend)
+        dev = self.device
+        self.params = {k: torch.nn.Parameter(getattr(g, k).detach().float().to(dev).clone()) for k in PARAM_NAMES}
         self.optimizers = make_optimizers(self.params, self._base_lrs())
         self.strategy = make_strategy(cfg, self.extent, verbose=progress)
         self.strategy_state = self.strategy.initialize_state(self.params)
         refine = cfg.pose_refine == "on" or (cfg.pose_refine == "auto" and not data.known_poses)
         ntrain = len(data.train_idx)
-        self.pose = PoseRefiner(ntrain) if refine else None
+        self.pose = PoseRefiner(ntrain).to(dev) if refine else None
         self.pose_opt = torch.optim.Adam(self.pose.parameters(), lr=cfg.lr_pose) if refine else None
         cams = data.cameras
-        self.viewmats = cams.viewmats()
-        self.Ks = cams.Ks()
-        self.bg = torch.ones(3) if cfg.background == "white" else torch.zeros(3)
+        self.viewmats = cams.viewmats().to(dev)
+        self.Ks = cams.Ks().to(dev)
+        self._images: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # device copies of data.images
+        for i in range(len(data.images)):
+            self.image(i)
+        self.bg = (torch.ones(3) if cfg.background == "white" else torch.zeros(3)).to(dev)
         self.step = 0
         self.train_seconds = 0.0
         self.history: list[dict[str, Any]] = []
@@ -246,6 +254,16 @@ class Trainer:
         c = self.cfg
         return {"means": c.lr_means * self.extent, "log_scales": c.lr_scales, "quats": c.lr_quats,
                 "opacity_logits": c.lr_opacity, "sh0": c.lr_sh0, "shN": c.lr_sh0 / c.lr_shN_div}
+
+    def image(self, i: int) -> torch.Tensor:
+        """``data.images[i]`` on the trainer's device (uploaded once; a replaced image is uploaded again)."""
+        im = self.data.images[i]
+        if im.device == self.device:
+            return im
+        hit = self._images.get(i)
+        if hit is None or hit[0] is not im:
+            hit = self._images[i] = (im, im.to(self.device))
+        return hit[1]
 
     def lr_means(self, step: int) -> float:
         c = self.cfg
@@ -272,8 +290,8 @@ class Trainer:
         n = self.num_gaussians
         return Gaussians(**{k: (self.params[k].detach().clone() if copy else self.params[k].detach())
                             for k in PARAM_NAMES},
-                         origin=torch.full((n,), CAPTURED, dtype=torch.uint8),
-                         step=torch.full((n,), step_id, dtype=torch.int32))
+                         origin=torch.full((n,), CAPTURED, dtype=torch.uint8, device=self.device),
+                         step=torch.full((n,), step_id, dtype=torch.int32, device=self.device))
 
     def render(self, cam_idx: int, sh_degree: int | None = None, train_pos: int | None = None):
         """Render camera ``cam_idx`` (index into ``data.cameras``); with ``train_pos`` (its position in the
@@ -287,7 +305,7 @@ class Trainer:
         # only the active bands enter the graph (no gradient work, no Adam step for unused ones)
         k = (deg + 1) ** 2 - 1
         sh = torch.cat([p["sh0"][:, None, :], p["shN"][:, :k]], 1) if k else p["sh0"][:, None, :]
-        img = self.data.images[cam_idx]
+        img = self.image(cam_idx)
         out = rasterize(means, quats, torch.exp(p["log_scales"]), torch.sigmoid(p["opacity_logits"]), sh,
                         vm, self.Ks[cam_idx], img.shape[1], img.shape[0], sh_degree=deg,
                         background=self.bg, antialiased=self.cfg.antialiased, backend=self.cfg.backend)
@@ -299,7 +317,7 @@ class Trainer:
         cams = self.data.cameras.clone()
         if self.pose is not None:
             idx = self.data.train_idx
-            vms = self.pose.refined_viewmats(self.viewmats[idx])
+            vms = self.pose.refined_viewmats(self.viewmats[idx]).cpu()
             cams.R[idx] = vms[:, :3, :3]
             cams.t[idx] = vms[:, :3, 3]
         return cams
@@ -333,12 +351,13 @@ class Trainer:
                                       f"{getattr(self.cfg, key)!r}; resume with the same settings")
         self.step = int(st["step"])
         self.extent = float(st["extent"])
-        self.params = {k: torch.nn.Parameter(v.clone()) for k, v in st["params"].items()}
+        dev = self.device  # checkpoints load on the CPU (map_location) and move to this run's device
+        self.params = {k: torch.nn.Parameter(v.to(dev).clone()) for k, v in st["params"].items()}
         self.optimizers = make_optimizers(self.params, self._base_lrs())
         for k, o in self.optimizers.items():
-            o.load_state_dict(st["optimizers"][k])
+            o.load_state_dict(st["optimizers"][k])  # torch moves Adam's moments to the parameter's device
         self.strategy = make_strategy(self.cfg, self.extent, verbose=self.progress)
-        self.strategy_state = {k: v.clone() for k, v in st["strategy_state"].items()}
+        self.strategy_state = {k: v.to(dev).clone() for k, v in st["strategy_state"].items()}
         if (st["pose"] is None) != (self.pose is None):
             raise SpatialvidError("checkpoint and this run disagree on pose refinement (--pose-refine)")
         if self.pose is not None:
@@ -373,12 +392,15 @@ class Trainer:
         set_lr(self.optimizers["means"], lr_m)
         use_pose = self.pose is not None and step >= cfg.pose_refine_start
         out = self.render(cam, self.sh_degree_at(step), train_pos=pos if self.pose is not None else None)
-        gt = self.data.images[cam]
+        gt = self.image(cam)
         loss, l1 = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
         reg = self.strategy.regularization(self.params)
         if torch.is_tensor(reg):
             loss = loss + reg
-        if not torch.isfinite(loss):
+        with torch.no_grad():  # the step's one host sync: loss, L1 and MSE read together
+            mse_t = torch.mean((out.rgb.detach() - gt) ** 2)
+            loss_v, l1_v, mse = torch.stack([loss.detach(), l1.detach().to(loss.dtype), mse_t]).tolist()
+        if not math.isfinite(loss_v):
             return {"step": step, "loss": float("nan"), "finite": False}
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, out)
         loss.backward()
@@ -391,9 +413,7 @@ class Trainer:
             self.pose_opt.zero_grad(set_to_none=True)
         info = self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, out,
                                                 lr_means=lr_m)
-        with torch.no_grad():
-            mse = torch.mean((out.rgb.detach() - gt) ** 2).item()
-        return {"step": step, "loss": float(loss.detach()), "l1": float(l1),
+        return {"step": step, "loss": loss_v, "l1": l1_v,
                 "psnr": 10 * math.log10(1 / max(mse, 1e-12)), "finite": True, **info}
 
     def train(self, until: int | None = None) -> TrainResult:
