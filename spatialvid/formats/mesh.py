@@ -42,7 +42,8 @@ class MeshConfig:
     ``min_alpha``: pixels with less accumulated opacity are not fused. ``edge_jump``: a pixel whose 3x3
     neighbourhood spans more than this fraction of its depth is a depth edge and is not fused.
     ``min_component``: components with fewer faces than this fraction of the largest are dropped.
-    ``min_weight``: voxels seen by fewer views are not meshed.
+    ``min_weight``: voxels seen by fewer views are not meshed. ``min_cos``: pixels whose surface is seen
+    at more than ``acos(min_cos)`` from its normal (grazing) are not fused.
     ``frame``: "original" (undo the scene's normalisation, if any) or "scene".
     """
 
@@ -56,6 +57,7 @@ class MeshConfig:
     edge_jump: float = 0.05
     min_component: float = 0.01
     min_weight: float = 1.0
+    min_cos: float = 0.2
     frame: str = "original"
     backend: str = "auto"
     crop: Crop = field(default_factory=Crop)
@@ -139,9 +141,31 @@ def _auto_voxel(gaussians, views) -> float:
     return max(v, extent / 2048)
 
 
-def _solid_depth(depth: np.ndarray, alpha: np.ndarray, min_alpha: float, edge_jump: float) -> np.ndarray:
-    """Depth with 0 (= not fused) where the pixel is not solid or lies on a depth edge."""
+def _grazing(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float, min_cos: float) -> np.ndarray:
+    """[H,W] bool: the surface normal (from the depth map's neighbours) is more than ``acos(min_cos)`` from
+    the viewing ray. The expected depth of splats drifts towards the camera on such grazing surfaces."""
+    h, w = depth.shape
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    ray = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], -1)
+    p = ray * depth[..., None]
+    du = np.zeros_like(p)
+    dv = np.zeros_like(p)
+    du[:, 1:-1] = p[:, 2:] - p[:, :-2]
+    dv[1:-1] = p[2:] - p[:-2]
+    n = np.cross(du, dv)
+    cosang = np.abs((n * ray).sum(-1)) / np.maximum(np.linalg.norm(n, axis=-1) * np.linalg.norm(ray, axis=-1), 1e-20)
+    return cosang < min_cos
+
+
+def _solid_depth(depth: np.ndarray, alpha: np.ndarray, min_alpha: float, edge_jump: float, cam=None,
+                 min_cos: float = 0.0) -> np.ndarray:
+    """Depth with 0 (= not fused) where the pixel is not solid, lies on a depth edge or (with ``cam`` and
+    ``min_cos > 0``) sees its surface at a grazing angle."""
     d = np.where(alpha >= min_alpha, depth, 0.0).astype(np.float32)
+    if cam is not None and min_cos > 0:
+        g = _grazing(d.astype(np.float64), float(cam.fx[0]), float(cam.fy[0]), float(cam.cx[0]), float(cam.cy[0]),
+                     min_cos)
+        d = np.where(g, 0.0, d).astype(np.float32)
     h, w = d.shape
     pad = np.pad(d, 1, mode="edge")
     win = np.stack([pad[i : i + h, j : j + w] for i in range(3) for j in range(3)])
@@ -191,7 +215,7 @@ def scene_to_mesh(scene, cfg: MeshConfig | None = None) -> Mesh:
         tr = time.perf_counter()
         out = render_scene(g, cam, background=(0.0, 0.0, 0.0), backend=cfg.backend)
         t_render += time.perf_counter() - tr
-        depth = _solid_depth(out.depth, out.alpha, cfg.min_alpha, cfg.edge_jump)
+        depth = _solid_depth(out.depth, out.alpha, cfg.min_alpha, cfg.edge_jump, cam, cfg.min_cos)
         if not (depth > 0).any():
             continue
         fused_px += int((depth > 0).sum())
