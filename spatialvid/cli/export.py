@@ -62,6 +62,11 @@ def register(sub) -> None:
                    help="keep only what lies in this sphere (scene frame)")
     p.add_argument("--captured-only", action="store_true",
                    help="leave generated Gaussians (origin = 1, added by fill) out")
+    p.add_argument("--min-opacity", type=float, default=0.0,
+                   help="splat/COLMAP exports: leave out Gaussians fainter than this opacity (default: 0, keep all)")
+    p.add_argument("--fractional-bits", type=int, default=None,
+                   help=".spz: fractional bits of the 24-bit positions (default: 12, fewer if coordinates would "
+                        "overflow; 11 halves the precision and saves ~5%%)")
     g = p.add_argument_group("mesh options")
     g.add_argument("--max-faces", type=int, default=d.max_faces, help=f"decimate to at most this many triangles "
                                                                         f"(default: {d.max_faces:,})")
@@ -124,8 +129,13 @@ def run(args) -> int:
                               backend=args.backend, crop=crop, captured_only=args.captured_only,
                               progress=not args.quiet)
         mesh_cfg.validate()
-    elif fmt != "transforms" and len(select_gaussians(scene, crop, args.captured_only)) == 0:
-        raise SpatialvidError("no Gaussians left to export (after the crop / --captured-only)")
+    elif fmt != "transforms":
+        if not 0.0 <= args.min_opacity < 1.0:
+            raise SpatialvidError(f"--min-opacity must be in [0, 1), got {args.min_opacity}")
+        if args.fractional_bits is not None and not 0 <= args.fractional_bits <= 23:
+            raise SpatialvidError(f"--fractional-bits must be in 0..23, got {args.fractional_bits}")
+        if len(select_gaussians(scene, crop, args.captured_only, args.min_opacity)) == 0:
+            raise SpatialvidError("no Gaussians left to export (after the crop / --captured-only / --min-opacity)")
     t0 = time.perf_counter()
     if fmt == "mesh":
         from spatialvid.formats.mesh import scene_to_mesh, write_mesh
@@ -138,8 +148,11 @@ def run(args) -> int:
               f"voxel {s['voxel_size']:.4g}, {s['components_dropped']} small pieces dropped, {frame}); "
               f"{out.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s")
         return 0
-    path = export_scene(scene, out, fmt=fmt, crop=crop, captured_only=args.captured_only)
-    n = len(select_gaussians(scene, crop, args.captured_only))
+    if fmt == "transforms" and args.min_opacity > 0:
+        raise SpatialvidError("transforms.json holds only cameras: --min-opacity changes nothing")
+    path = export_scene(scene, out, fmt=fmt, crop=crop, captured_only=args.captured_only,
+                        min_opacity=args.min_opacity, fractional_bits=args.fractional_bits)
+    n = len(select_gaussians(scene, crop, args.captured_only, args.min_opacity))
     size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     what = f"{len(scene.cameras)} cameras" if fmt == "transforms" else f"{n:,} of {len(scene.gaussians):,} Gaussians"
     print(f"wrote {path}: {fmt}, {what}, {size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s"

@@ -72,8 +72,10 @@ def guess_format(path: str | Path) -> str:
             ".json": "transforms"}.get(suffix, "colmap")
 
 
-def select_gaussians(scene: Scene, crop: Crop | None = None, captured_only: bool = False) -> Gaussians:
-    """The scene's Gaussians inside ``crop`` (by centre, scene frame), captured ones only if asked."""
+def select_gaussians(scene: Scene, crop: Crop | None = None, captured_only: bool = False,
+                     min_opacity: float = 0.0) -> Gaussians:
+    """The scene's Gaussians inside ``crop`` (by centre, scene frame), captured ones only if asked, with
+    opacity >= ``min_opacity``."""
     import torch
 
     from spatialvid.gaussians import CAPTURED
@@ -84,18 +86,23 @@ def select_gaussians(scene: Scene, crop: Crop | None = None, captured_only: bool
         keep &= g.origin == CAPTURED
     if crop is not None and crop.active:
         keep &= torch.from_numpy(crop.contains(g.means))
+    if min_opacity > 0:
+        keep &= g.opacities >= min_opacity
     return g if bool(keep.all()) else g[keep]
 
 
 def export_scene(scene: Scene, path: str | Path, fmt: str | None = None, crop: Crop | None = None,
-                 captured_only: bool = False, mesh: MeshConfig | None = None) -> Path:
+                 captured_only: bool = False, mesh: MeshConfig | None = None, min_opacity: float = 0.0,
+                 fractional_bits: int | None = None) -> Path:
     """Export a scene: ``ply`` (3DGS PLY), ``splat`` (web format), ``spz`` (compressed splats), ``mesh``
     (triangle mesh fused from rendered depth; ``.glb``, ``.ply`` or ``.obj`` by the suffix, see
     :func:`spatialvid.formats.mesh.scene_to_mesh`), ``transforms`` (nerfstudio cameras) or ``colmap`` (text
     model folder: cameras + the Gaussian centres as points3D). ``fmt=None``: :func:`guess_format`.
 
     ``crop`` (scene frame) keeps the Gaussians whose centres lie inside it (a mesh is also clipped to it);
-    ``captured_only`` leaves generated Gaussians out. Neither applies to ``transforms`` (cameras only:
+    ``captured_only`` leaves generated Gaussians out; ``min_opacity`` drops fainter Gaussians from splat and
+    COLMAP exports; ``fractional_bits``: ``.spz`` position precision (default 12). Crop and captured_only
+    do not apply to ``transforms`` (cameras only:
     asking raises). Splat formats and COLMAP points are written in the scene's frame; the mesh in the
     scene's original frame and units when the scene stores its normalisation (``mesh.frame``).
     """
@@ -126,7 +133,9 @@ def export_scene(scene: Scene, path: str | Path, fmt: str | None = None, crop: C
         cfg = replace(mesh or MeshConfig(), crop=crop or _Crop(), captured_only=captured_only
                       or (mesh.captured_only if mesh else False))
         return write_mesh(path, scene_to_mesh(scene, cfg))
-    g = select_gaussians(scene, crop, captured_only)
+    if not 0.0 <= float(min_opacity) < 1.0:
+        raise SpatialvidError(f"--min-opacity must be in [0, 1), got {min_opacity}")
+    g = select_gaussians(scene, crop, captured_only, float(min_opacity))
     if len(g) == 0:
         raise SpatialvidError("no Gaussians left to export (after the crop / --captured-only)")
     if fmt == "ply":
@@ -134,5 +143,7 @@ def export_scene(scene: Scene, path: str | Path, fmt: str | None = None, crop: C
     if fmt == "splat":
         return write_splat(path, g)
     if fmt == "spz":
-        return write_spz(path, g)
+        # the training viewpoints let the base colour absorb the SH rounding error they see
+        return write_spz(path, g, fractional_bits=fractional_bits,
+                         view_centres=scene.cameras.centers().double().numpy() if len(scene.cameras) else None)
     return write_colmap_text(path, scene.cameras, g.means, g.colors)

@@ -42,7 +42,7 @@ class MeshConfig:
     ``min_alpha``: pixels with less accumulated opacity are not fused. ``edge_jump``: a pixel whose 3x3
     neighbourhood spans more than this fraction of its depth is a depth edge and is not fused.
     ``min_component``: components with fewer faces than this fraction of the largest are dropped.
-    ``min_weight``: voxels seen by fewer views are not meshed. ``min_cos``: pixels whose surface is seen
+    ``min_weight``: voxels seen by fewer views are not meshed. ``min_cos``: (0 = off) pixels whose surface is seen
     at more than ``acos(min_cos)`` from its normal (grazing) are not fused.
     ``frame``: "original" (undo the scene's normalisation, if any) or "scene".
     """
@@ -57,7 +57,7 @@ class MeshConfig:
     edge_jump: float = 0.05
     min_component: float = 0.01
     min_weight: float = 1.0
-    min_cos: float = 0.2
+    min_cos: float = 0.0
     frame: str = "original"
     backend: str = "auto"
     crop: Crop = field(default_factory=Crop)

@@ -17,9 +17,15 @@ all N Gaussians in turn (little endian)::
 
 Every value is clamped to its byte range. Coordinates are stored as they are (the scene's frame, like the
 PLY); the ``origin``/``step`` tags are not stored (the format has no room), so a read-back scene is all
-captured. The writer orders the Gaussians along a Morton (Z-order) curve of their positions, which
-keeps neighbours together and makes the gzip stream smaller; the order carries no meaning. ``F`` is 12
-(1/4096 of a scene unit) unless a coordinate would overflow 24 bits, then as many bits as fit.
+captured. ``F`` is 12 (1/4096 of a scene unit) unless a coordinate would overflow 24 bits, then as
+many bits as fit.
+
+Encoder choices (any reader decodes them as usual): the Gaussians are ordered along a Morton (Z-order)
+curve of their positions, which keeps neighbours together and makes the gzip stream smaller; each
+covariance is written with the one of its 24 equivalent (rotation, axis order) forms whose quaternion
+has the largest ``w``, where the implied-``w`` encoding is precise; and, given viewpoints (the training
+cameras), the degree-0 colour absorbs the part of the higher-order SH rounding error those viewpoints
+see on average.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import torch
 
 from spatialvid.atomic import atomic_open
 from spatialvid.errors import FormatError, SpatialvidError
-from spatialvid.gaussians import Gaussians
+from spatialvid.gaussians import C0, Gaussians
 
 MAGIC = 0x5053474E
 VERSION = 2
@@ -76,6 +82,57 @@ def _morton_order(xyz: np.ndarray) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
+def _cube_rotations() -> tuple[np.ndarray, np.ndarray]:
+    """The 24 signed permutation matrices with determinant +1: quaternions [24,4] (w,x,y,z) and, per
+    matrix, the source axis of each column [24,3]."""
+    import itertools
+
+    from scipy.spatial.transform import Rotation
+
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            P = np.zeros((3, 3))
+            for j, i in enumerate(perm):
+                P[i, j] = signs[j]
+            if np.linalg.det(P) > 0:
+                mats.append(P)
+    P = np.stack(mats)
+    q = Rotation.from_matrix(P).as_quat()[:, [3, 0, 1, 2]]
+    return q, np.abs(P).argmax(1)
+
+
+def canonical_rotations(quats: np.ndarray, log_scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same covariances ``R S^2 R^T`` written with the rotation of largest ``|w|``: ``R' = R P`` for one
+    of the 24 signed axis permutations ``P`` (the scales permuted to match), returned with ``w >= 0``.
+
+    .spz version 2 stores x, y, z and implies w, which is precise when ``w`` is large; any of these
+    equivalent forms decodes to the same Gaussian, so the encoder picks the best one."""
+    q = quats / np.maximum(np.linalg.norm(quats, axis=1, keepdims=True), 1e-12)
+    g, src = _cube_rotations()
+    w = q[:, :1] * g[None, :, 0] - (q[:, None, 1:] * g[None, :, 1:]).sum(-1)  # [N,24] w of q * g
+    k = np.abs(w).argmax(1)
+    gk = g[k]
+    w1, v1, w2, v2 = q[:, :1], q[:, 1:], gk[:, :1], gk[:, 1:]
+    out = np.concatenate([w1 * w2 - (v1 * v2).sum(1, keepdims=True), w1 * v2 + w2 * v1 + np.cross(v1, v2)], 1)
+    out = np.where(out[:, :1] < 0, -out, out)
+    scales = np.take_along_axis(log_scales, src[k], axis=1)
+    return out, scales
+
+
+def mean_sh_basis(means: np.ndarray, centres: np.ndarray, degree: int) -> np.ndarray:
+    """[N,K-1] the degree>=1 SH basis averaged over the directions from ``centres`` [C,3] to ``means``."""
+    from spatialvid.render._torch_impl import sh_basis
+
+    m = torch.from_numpy(np.asarray(means, np.float64))
+    acc = torch.zeros(len(m), (degree + 1) ** 2 - 1, dtype=torch.float64)
+    for c in np.asarray(centres, np.float64):
+        d = m - torch.from_numpy(c)
+        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        acc += sh_basis(d, degree)[:, 1:]
+    return (acc / max(len(centres), 1)).numpy()
+
+
 def fractional_bits_for(xyz: np.ndarray, preferred: int = DEFAULT_FRACTIONAL_BITS) -> int:
     """The largest fractional-bit count <= ``preferred`` for which every coordinate fits 24 signed bits."""
     m = float(np.abs(xyz).max()) if len(xyz) else 0.0
@@ -88,8 +145,12 @@ def fractional_bits_for(xyz: np.ndarray, preferred: int = DEFAULT_FRACTIONAL_BIT
 
 
 def pack_spz(gaussians: Gaussians, antialiased: bool = False, fractional_bits: int | None = None,
-             sort: bool = True) -> bytes:
-    """The uncompressed ``.spz`` payload (header + attribute blocks) of ``gaussians``."""
+             sort: bool = True, view_centres: np.ndarray | None = None) -> bytes:
+    """The uncompressed ``.spz`` payload (header + attribute blocks) of ``gaussians``.
+
+    ``view_centres`` [C,3] (e.g. the training cameras' centres): the degree-0 colour absorbs the part of
+    the higher-order SH rounding error that these viewpoints see on average (least squares), so renders
+    from around them keep their colour."""
     g = gaussians.detach().to("cpu")
     n = len(g)
     if n > MAX_POINTS:
@@ -106,28 +167,33 @@ def pack_spz(gaussians: Gaussians, antialiased: bool = False, fractional_bits: i
     fixed &= 0xFFFFFF
     pos = np.stack([fixed & 0xFF, (fixed >> 8) & 0xFF, (fixed >> 16) & 0xFF], -1).astype(np.uint8)  # [N,3,3]
     alphas = _u8(torch.sigmoid(g.opacity_logits.double()).numpy()[order] * 255.0)
-    colors = _u8(g.sh0.double().numpy()[order] * (COLOR_SCALE * 255.0) + 127.5)
-    scales = _u8((g.log_scales.double().numpy()[order] + 10.0) * 16.0)
-    q = g.quats.double().numpy()[order]
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    q = np.where(q[:, :1] < 0, -q, q)  # the same rotation with w >= 0 (w is implied on reading)
+    q, log_scales = canonical_rotations(g.quats.double().numpy()[order], g.log_scales.double().numpy()[order])
+    scales = _u8((log_scales + 10.0) * 16.0)
     rots = _u8((q[:, 1:4] + 1.0) * 127.5)
     degree = g.sh_degree
     sh = g.shN.double().numpy()[order]  # [N, K-1, 3]: coefficient-major, colour innermost
+    sh0 = g.sh0.double().numpy()[order]
     shq = np.empty(sh.shape, np.uint8)
     if sh.shape[1]:
         shq[:, :3] = _quantize_sh(sh[:, :3], SH1_BITS)
         shq[:, 3:] = _quantize_sh(sh[:, 3:], SH_REST_BITS)
+        if view_centres is not None and len(view_centres):
+            err = (shq.astype(np.float64) - 128.0) / 128.0 - sh  # what the reader will get, minus the truth
+            basis = mean_sh_basis(xyz, view_centres, degree)  # [N,K-1]
+            sh0 = sh0 - (basis[:, :, None] * err).sum(1) / C0
+    colors = _u8(sh0 * (COLOR_SCALE * 255.0) + 127.5)
     header = _HEADER.pack(MAGIC, VERSION, n, degree, bits, FLAG_ANTIALIASED if antialiased else 0, 0)
     return b"".join([header, pos.tobytes(), alphas.tobytes(), colors.tobytes(), scales.tobytes(),
                      rots.tobytes(), shq.tobytes()])
 
 
 def write_spz(path: str | Path, gaussians: Gaussians, antialiased: bool = False,
-              fractional_bits: int | None = None) -> Path:
-    """Write ``gaussians`` as a ``.spz`` file (atomically). Lossy: see the module docstring."""
+              fractional_bits: int | None = None, view_centres: np.ndarray | None = None) -> Path:
+    """Write ``gaussians`` as a ``.spz`` file (atomically). Lossy: see the module docstring and
+    :func:`pack_spz` (``view_centres``)."""
     path = Path(path)
-    payload = pack_spz(gaussians, antialiased=antialiased, fractional_bits=fractional_bits)
+    payload = pack_spz(gaussians, antialiased=antialiased, fractional_bits=fractional_bits,
+                       view_centres=view_centres)
     with atomic_open(path, "wb") as f:
         # mtime=0: equal scenes give byte-identical files
         with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=9, mtime=0) as gz:
