@@ -295,11 +295,12 @@ def test_mesh_captured_only_and_crop(synthetic):
     from spatialvid.formats.mesh import MeshConfig, scene_to_mesh
 
     scene, _, _ = synthetic
-    blob = Gaussians.from_points(torch.tensor([[0.0, 0.0, 0.95]]).repeat(400, 1) + torch.randn(400, 3) * 0.03,
-                                 torch.full((400, 3), 0.9), scale=0.04, opacity=0.9, origin=GENERATED, step=1)
+    gen = torch.Generator().manual_seed(0)
+    blob = Gaussians.from_points(torch.tensor([[0.0, 0.0, 1.0]]) + torch.randn(800, 3, generator=gen) * 0.05,
+                                 torch.full((800, 3), 0.9), scale=0.05, opacity=0.95, origin=GENERATED, step=1)
     s2 = Scene(Gaussians.cat([scene.gaussians, blob]), scene.cameras, scene.metadata, [])
-    near_blob = lambda m: int((np.linalg.norm(m.vertices - [0, 0, 0.95], axis=1) < 0.12).sum())  # noqa: E731
-    cfg = dict(progress=False, voxel_size=0.04, resolution=0.5, min_component=0.0)
+    near_blob = lambda m: int((np.linalg.norm(m.vertices - [0, 0, 1.0], axis=1) < 0.25).sum())  # noqa: E731
+    cfg = dict(progress=False, voxel_size=0.04, resolution=1.0, min_component=0.0)
     assert near_blob(scene_to_mesh(s2, MeshConfig(**cfg))) > 0
     assert near_blob(scene_to_mesh(s2, MeshConfig(captured_only=True, **cfg))) == 0
     cropped = scene_to_mesh(s2, MeshConfig(crop=Crop(sphere=(0, 0, 0, 0.7)), **cfg))
