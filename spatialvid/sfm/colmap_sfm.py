@@ -36,15 +36,17 @@ class SfmConfig:
     matcher: "auto" (exhaustive up to ``exhaustive_max`` images, else sequential + loop closure),
         "sequential" or "exhaustive". mapper: "incremental" (default) or "global" (GLOMAP in pycolmap).
     camera_model: COLMAP model of the estimated camera: "OPENCV" (fx fy cx cy k1 k2 p1 p2), "SIMPLE_RADIAL"
-        (f cx cy k), "RADIAL", "PINHOLE", or "auto": SIMPLE_RADIAL for a video (few parameters: stable on
-        short, low-resolution clips), OPENCV for a folder of photos. single_camera: share one camera between all images; None = yes for a video and for a
-        folder whose images all have the same size.
+        (f cx cy k), "RADIAL", "PINHOLE", or "auto": map with SIMPLE_RADIAL (principal point at the image
+        centre), then, for a shared camera, keep the model the data supports (SIMPLE_RADIAL, or with the
+        principal point refined, RADIAL or OPENCV; Bayesian information criterion, see
+        :mod:`spatialvid.sfm.camera_select`). single_camera: share one camera between all images; None = yes
+        for a video and for a folder whose images all have the same size.
     max_features: SIFT features per image; first_octave: -1 doubles the image first (more features, slower;
         None = -1 when the working long side is < 800 px, else 0).
     overlap: sequential neighbours matched per image; loop_closure / loop_candidates: retrieval pairs.
-    refine_principal_point: refine cx, cy in bundle adjustment (shared camera and >= 10 images only);
-        None = only with the OPENCV model (photos often have an off-centre principal point; for a short
-        video clip refining it mostly trades rotation error for reprojection error).
+    refine_principal_point: refine cx, cy during mapping (shared camera and >= 10 images only); None = only
+        with an explicit OPENCV model ("auto" decides after mapping instead: on small-baseline captures
+        refining it trades rotation error for nothing).
     min_registered_fraction: fail when fewer than this fraction of keyframes is registered.
     blur_threshold: see :class:`spatialvid.io.KeyframeConfig`. num_threads: -1 = all cores. seed: RANSAC seed.
     max_panoramic_fraction: before mapping, fail with a plain message when more than this fraction of the
@@ -85,16 +87,14 @@ class SfmConfig:
             raise SpatialvidError(f"max_frames must be at least 3 (got {self.max_frames})")
 
     def resolved(self, kind: str) -> SfmConfig:
-        """A copy with "auto" camera model / principal-point refinement decided for a source kind."""
+        """A copy with the principal-point refinement during mapping decided (the same for every source
+        kind: a video and a folder of photos are mapped alike; "auto" stays "auto")."""
         from dataclasses import replace
 
-        model = self.camera_model
-        if model == "auto":
-            model = "SIMPLE_RADIAL" if kind == "video" else "OPENCV"
         pp = self.refine_principal_point
         if pp is None:
-            pp = model == "OPENCV"
-        return replace(self, camera_model=model, refine_principal_point=pp)
+            pp = self.camera_model == "OPENCV"
+        return replace(self, refine_principal_point=pp)
 
     def keyframe_config(self):
         from spatialvid.io.keyframes import KeyframeConfig
@@ -112,6 +112,7 @@ class SfmRun:
     timings: dict[str, float] = field(default_factory=dict)
     num_pairs: int = 0
     notes: list[str] = field(default_factory=list)
+    camera_selection: dict | None = None  # ModelChoice.to_dict() when camera_model == "auto" chose the model
 
 
 def _num_threads(n: int) -> int:
@@ -327,7 +328,7 @@ def extract(db: Path, image_dir: Path, names: list[str], config: SfmConfig, sing
         ro.camera_model = known_camera.model_name
         ro.camera_params = ",".join(repr(float(v)) for v in known_camera.params)
     else:
-        ro.camera_model = config.camera_model if config.camera_model != "auto" else "OPENCV"
+        ro.camera_model = config.camera_model if config.camera_model != "auto" else "SIMPLE_RADIAL"
     eo = pycolmap.FeatureExtractionOptions()
     eo.num_threads = _num_threads(config.num_threads)
     eo.sift.max_num_features = int(config.max_features)
@@ -460,7 +461,15 @@ def run_colmap(image_dir: str | Path, names: list[str], work_dir: str | Path, co
     if not recs:
         raise SpatialvidError(_no_model_message(db, len(names)))
     best = max(recs.values(), key=lambda r: r.num_reg_images())
-    run = SfmRun(best, db, timings, npairs)
+    selection = None
+    if config.camera_model == "auto" and len(best.cameras) == 1:
+        from spatialvid.sfm.camera_select import select_camera_model
+
+        t0 = time.perf_counter()
+        best, choice = select_camera_model(best, config.num_threads)
+        selection = choice.to_dict()
+        timings["camera_model"] = time.perf_counter() - t0
+    run = SfmRun(best, db, timings, npairs, camera_selection=selection)
     if len(recs) > 1:
         run.notes.append(f"SfM split the images into {len(recs)} separate models; kept the largest "
                          f"({best.num_reg_images()} images)")

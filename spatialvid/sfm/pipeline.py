@@ -273,7 +273,8 @@ def run_sfm(input_path: str | Path, out_dir: str | Path, config: SfmConfig | Non
         notes.append(f"{ing.dropped_blurry} blurry or blank frames were not used as keyframes")
     _registration_check(run.reconstruction, kfs, config, notes)
     _parallax_check(run.reconstruction)
-    extra = {"notes": notes, "num_pairs": run.num_pairs, "single_camera": single, "known_poses": False}
+    extra = {"notes": notes, "num_pairs": run.num_pairs, "single_camera": single, "known_poses": False,
+             "camera_selection": run.camera_selection}
     return _finish(run.reconstruction, kfs, ing, out_dir, work, config, timings, ing.source.kind, str(src),
                    extra, save)
 
