@@ -18,6 +18,13 @@ Writes into OUT_DIR (a new or empty folder; an existing sample there is replaced
                           (pixels no video frame sees); with --hidden-region also hidden_masks.npz
   gt_gaussians.ply        3DGS PLY sampled from the true surfaces (renders close to the images)
   sample.json             scene centre and extent, up axis, objects, held-out views, hidden region
+
+--mode picks a hand-held test clip instead of the room (same layout, 4 held-out views, no
+gt_gaussians.ply): a small apple and mug on a large flat speckled floor that fills ~90% of the frames,
+  table        filmed in a 200-degree arc moving around and over them
+  low-texture  the same arc over a nearly plain floor
+  blur         the table arc with hand tremor, motion blur and a rolling shutter (wobble)
+  rotation     the camera stands still and only pans/tilts (pose estimation must refuse it)
 """
 
 EPILOG = """\
@@ -25,6 +32,7 @@ examples:
   spatialvid sample data/sample
   spatialvid sample data/sample_hidden --hidden-region
   spatialvid sample /tmp/tiny --frames 12 --width 160 --height 120
+  spatialvid sample data/table --mode table
 """
 
 
@@ -39,6 +47,8 @@ def register(sub) -> None:
     p.add_argument("--width", type=int, default=320, help="image width in pixels, even (default: 320)")
     p.add_argument("--height", type=int, default=240, help="image height in pixels, even (default: 240)")
     p.add_argument("--seed", type=int, default=0, help="texture and camera-jitter seed (default: 0)")
+    p.add_argument("--mode", choices=["room", "table", "low-texture", "blur", "rotation"], default="room",
+                   help="room (default) or a hand-held test clip: table, low-texture, blur, rotation (see above)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -46,6 +56,17 @@ def register(sub) -> None:
 def run(args) -> int:
     from spatialvid.sample import make_sample
 
+    if getattr(args, "mode", "room") != "room":
+        from spatialvid._sample_handheld import make_handheld_sample
+        from spatialvid.errors import SpatialvidError
+
+        if args.hidden_region:
+            raise SpatialvidError("--hidden-region only applies to the room sample (--mode room)")
+        info = make_handheld_sample(args.out_dir, args.mode, num_frames=args.frames, width=args.width,
+                                    height=args.height, seed=args.seed, progress=not args.quiet)
+        print(f"wrote {info.out_dir}: {args.mode} clip, {info.num_frames} frames {info.width}x{info.height}, "
+              f"{info.num_heldout} held-out views, ground-truth cameras and depth in {info.seconds:.1f} s")
+        return 0
     info = make_sample(args.out_dir, hidden_region=args.hidden_region, num_frames=args.frames,
                        width=args.width, height=args.height, seed=args.seed, progress=not args.quiet)
     hidden = " (hidden region: see heldout/hidden_masks.npz)" if info.hidden_region else ""
