@@ -180,7 +180,9 @@ def register_sfm(scene, scene_dir: Path, src: Path, work: Path, tag: str, progre
     kfs = ing.keyframes
     if not kfs:
         raise SpatialvidError(f"{src}: no usable frames")
-    with pycolmap.Database.open(str(db0)) as database:
+    db = work / "database.db"
+    shutil.copyfile(db0, db)  # the scene's database is only read (opening it in place would modify it)
+    with pycolmap.Database.open(str(db)) as database:
         db_names = {im.name for im in database.read_all_images()}
     source_names = _rename_collisions(kfs, kf_dir, db_names | set(scene.cameras.names), tag)
     new = [k.name for k in kfs]
@@ -195,8 +197,6 @@ def register_sfm(scene, scene_dir: Path, src: Path, work: Path, tag: str, progre
     for k in kfs:
         os.symlink(Path(k.path).resolve(), img_dir / k.name)
 
-    db = work / "database.db"
-    shutil.copyfile(db0, db)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     pycolmap.set_random_seed(int(cfg.seed))
@@ -568,6 +568,32 @@ def extend_config(scene, steps: int | None = None, overrides: dict[str, Any] | N
         cfg = apply_overrides(cfg, overrides)
     cfg.validate()
     return cfg
+
+
+def new_camera_errors(scene_cams, ref, old_names: set[str]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Pose errors of the scene's cameras not in ``old_names`` against ``ref`` in the scene's frame: a Sim3
+    fitted on the *old* cameras only maps the reference into the scene. Returns (rotation error of each new
+    camera relative to its nearest old camera [deg], centre errors [% of the reference trajectory extent],
+    extent)."""
+    from spatialvid.sfm.align import match_by_name, rotation_angle_deg, umeyama
+
+    ei, ri = match_by_name(scene_cams, ref)
+    old = [(e, r) for e, r in zip(ei, ri) if scene_cams.names[e] in old_names]
+    new = [(e, r) for e, r in zip(ei, ri) if scene_cams.names[e] not in old_names]
+    ce = scene_cams.centers().double().numpy()
+    cr = ref.centers().double().numpy()
+    s, R, t = umeyama(cr[[r for _, r in old]], ce[[e for e, _ in old]])  # reference -> scene
+    extent = float(np.linalg.norm(cr.max(0) - cr.min(0)))
+    cen = np.array([np.linalg.norm(s * R @ cr[r] + t - ce[e]) / s / extent * 100 for e, r in new])
+    w2c_e = scene_cams.R.double().numpy()
+    w2c_r = ref.R.double().numpy()
+    rot = []
+    for e, r in new:  # relative rotation to the nearest old frame: estimated vs true
+        j = min(old, key=lambda o: np.linalg.norm(cr[o[1]] - cr[r]))
+        rel_e = w2c_e[e] @ w2c_e[j[0]].T
+        rel_r = w2c_r[r] @ w2c_r[j[1]].T
+        rot.append(float(rotation_angle_deg(rel_e[None], rel_r[None])[0]))
+    return np.array(rot), cen, extent
 
 
 # ---------------------------------------------------------------------------------------------------
