@@ -265,3 +265,13 @@ class Scene:
         from spatialvid.generate import fill_view
 
         return fill_view(self, camera, **kwargs)
+
+    def extend(self, scene_dir: str | Path, new_input: str | Path, **kwargs: Any):
+        """Add ``new_input`` to this scene, saved in ``scene_dir``, and reload it: see
+        :func:`spatialvid.train.extend.extend_scene` (the folder is updated in place)."""
+        from spatialvid.train.extend import extend_scene
+
+        res = extend_scene(scene_dir, new_input, **kwargs)
+        new = Scene.load(scene_dir)
+        self.gaussians, self.cameras, self.metadata, self.history = new.gaussians, new.cameras, new.metadata, new.history
+        return res

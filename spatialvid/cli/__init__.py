@@ -11,7 +11,7 @@ import sys
 
 from spatialvid.errors import SpatialvidError
 
-SUBCOMMANDS = ["sample", "poses", "reconstruct", "render", "fill", "view", "eval", "export", "demo"]
+SUBCOMMANDS = ["sample", "poses", "reconstruct", "extend", "render", "fill", "view", "eval", "export", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
