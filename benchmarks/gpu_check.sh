@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check, in one call (about 8 minutes on one recent GPU; every step has its own time limit):
+# The GPU check, in one call (planned for about 8 minutes on one recent GPU, not yet timed on one; every step
+# has its own time limit; a gsplat that compiles its kernels on first use adds up to 200 s once):
 #   1. build the CUDA extension (bindings + kernels, torch.utils.cpp_extension) and the C++ CPU one, in parallel
 #   2. run tests/test_cuda.py (CUDA vs CPU vs reference, training on the GPU, cross-device checkpoints, ...)
 #   3. rasterizer fwd and fwd+bwd at 1920x1080 with 1M Gaussians: our CUDA kernels vs gsplat (if installed)
