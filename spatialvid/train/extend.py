@@ -722,7 +722,7 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
             meta["heldout_images"] = sorted(set(meta.get("heldout_images") or []) | set(held_new))
         seconds = round(time.perf_counter() - t_all, 2)
         scene.add_history(
-            "extend", input=str(src), poses=str(poses) if poses is not None else None,
+            "extend", step_id=step_id, input=str(src), poses=str(poses) if poses is not None else None,
             registered=len(final_new), total_frames=reg.total, dropped=reg.dropped,
             frames=list(final_new.names), source_names=reg.source_names, added=int(added),
             removed_generated=removed, trained=len(init), frozen=len(frozen), num_gaussians=len(result_g),
