@@ -284,9 +284,9 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
         log(res.metadata.pop("init_fallback"))
     for note in _random_fallback_notes(res.metadata):
         log(note)
-    if not resume and main:
-        clean_output(out, keep_sfm="sfm" in res.metadata and res.metadata.get("images_dir") == "images")
     trainer = Trainer(data, cfg, out, progress=progress, on_step=on_step, on_step_every=on_step_every, dist=dist)
+    if not resume and main:  # after the ranks' input check: a refused run leaves the folder as it was
+        clean_output(out, keep_sfm="sfm" in res.metadata and res.metadata.get("images_dir") == "images")
     w, h = int(data.cameras.width[0]), int(data.cameras.height[0])
     ranks = "" if dist is None else f" on {dist.world_size} ranks ({dist.backend})"
     if resume:
