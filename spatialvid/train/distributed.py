@@ -101,6 +101,7 @@ class Distributed:
 
         if tdist.is_initialized():
             try:
+                tdist.barrier()  # tear down together: gloo can abort when a peer closes its sockets first
                 tdist.destroy_process_group()
             except RuntimeError:  # a peer is gone: nothing left to tear down cleanly
                 pass
