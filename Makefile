@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_INDEX ?=
 TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
-.PHONY: setup demo test test-fast lint cuda-check bench clean
+.PHONY: setup demo test test-fast lint cuda-check gpu-check bench clean
 
 setup: $(VENV)/.installed
 
@@ -30,9 +30,15 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check spatialvid viewer tests benchmarks
 
-# Compile every CUDA source for sm_80 and sm_90 (needs nvcc; runs nothing on a GPU).
+# Compile every CUDA source for sm_80 and sm_90 and the torch bindings (needs nvcc; runs nothing on a GPU):
+# with a CUDA build of torch the whole extension is built and imported; with a CPU torch bindings_cuda.cpp is
+# compiled against its headers + $CUDA_HOME/include (not linked). The output says which.
 cuda-check: setup
 	$(PY) cuda_ext/check_nvcc.py
+
+# On a GPU machine: build, test (tests/test_cuda.py), benchmark vs gsplat and the CPU; JSON last (~8 min).
+gpu-check: setup
+	PY=$(PY) bash benchmarks/gpu_check.sh
 
 bench: setup
 	$(PY) benchmarks/raster.py --json

@@ -1,6 +1,7 @@
 """Rasterizer speed: C++ CPU kernels (and CUDA / gsplat when present) vs the PyTorch reference, same input.
 
-Usage: python benchmarks/raster.py [--json] [--quick] [--full] [--repeats 5]
+Usage: python benchmarks/raster.py [--json] [--quick] [--full] [--repeats 5] [--configs WxHxN ...]
+                                   [--backends cpu cuda gsplat] [--no-ref]
 
 Scenes: N Gaussians uniformly inside the view frustum (depth 3..7, log-normal sizes of a few pixels,
 random rotations/opacities, SH degree 0), camera at the origin looking down +z (OpenCV).
@@ -12,7 +13,13 @@ Each record: width, height, gaussians, backend, pass ("forward" | "forward_backw
 max_abs_err (of rgb/alpha/depth against the torch reference on the same input; null where the reference
 was not run), pairs_per_s ((tile, Gaussian) pairs composited per second), peak_mb (peak resident-memory
 growth during the call, sampled every 2 ms), cpu_ms (process CPU time, all threads: the cost independent of
-other load on the machine), num_threads, pairs. The last line of output is one JSON list.
+other load on the machine), num_threads, pairs. With a GPU, our CUDA kernels and gsplat (when installed:
+``pip install 'spatialvid[bench-gpu]'``) run on the same input, and one extra record per size and pass,
+``{"compare": "cuda_vs_gsplat", "ratio": cuda_ms / gsplat_ms, ...}``, gives the ratio measured in this run
+(peak_mb is host memory; CUDA records add peak_gpu_mb). The last line of output is one JSON list.
+
+GPU example (1080p, 1M Gaussians, forward and forward+backward, ours vs gsplat):
+    python benchmarks/raster.py --configs 1920x1080x1000000 --backends cuda gsplat --no-ref --json
 """
 
 from __future__ import annotations
@@ -125,6 +132,8 @@ def main() -> int:
     ap.add_argument("--configs", nargs="+", metavar="WxHxN",
                     help="run only these sizes, e.g. 512x512x100000 (forward and forward+backward)")
     ap.add_argument("--no-ref", action="store_true", help="skip the torch reference (no max_abs_err)")
+    ap.add_argument("--backends", nargs="+", choices=["cpu", "cuda", "gsplat"],
+                    help="fast backends to time (default: cpu, plus cuda and gsplat where available)")
     args = ap.parse_args()
 
     if args.quick:
@@ -143,15 +152,28 @@ def main() -> int:
     if args.no_ref:
         configs = [c[:4] + (False,) for c in configs]
     fast = ["cpu"]
+    have_gsplat = False
     if torch.cuda.is_available():
         fast.append("cuda")
         try:
             import gsplat  # noqa: F401
 
+            have_gsplat = True
             fast.append("gsplat")
         except ImportError:
             pass
-    B.build_cpu_extension()
+    if args.backends:
+        missing = [b for b in args.backends if b not in fast]
+        if missing:
+            reason = "no CUDA device" if not torch.cuda.is_available() else "gsplat is not installed"
+            log_err = f"raster.py: {', '.join(missing)} unavailable ({reason}); skipped"
+            print(log_err, file=sys.stderr)
+        fast = [b for b in args.backends if b in fast]
+    if "cpu" in fast or any(c[4] for c in configs):
+        B.build_cpu_extension()
+    if "cuda" in fast:
+        B.build_cuda_extension()
+    print(f"raster.py: backends {fast}; gsplat {'present' if have_gsplat else 'absent'}", file=sys.stderr)
     nthreads = torch.get_num_threads()
     records = []
 
@@ -172,19 +194,34 @@ def main() -> int:
                                     median_ms=t * 1e3, max_abs_err=0.0, pairs_per_s=pairs / t, peak_mb=mb,
                                     cpu_ms=cpu * 1e3, num_threads=nthreads, pairs=pairs))
                 log(f"{width}x{height} N={n} {pname:16s} torch  {t * 1e3:9.1f} ms (cpu time {cpu * 1e3:8.1f} ms)")
+            times = {}
             for be in fast:
                 inp = [x.cuda() for x in scene] if be in ("cuda", "gsplat") else scene
+                if be in ("cuda", "gsplat"):
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
                 t, out, pairs, mb, cpu = measure(inp, width, height, be, backward, args.repeats)
+                times[be] = t
                 err = max_err(out, ref_out) if ref_out is not None else None
                 if be == "gsplat":
                     err = None  # different conventions (tile culling, depth) from ours: timing only
                 rec = dict(width=width, height=height, gaussians=n, backend=be, **{"pass": pname}, median_ms=t * 1e3,
                            max_abs_err=err, pairs_per_s=pairs / t, peak_mb=mb, cpu_ms=cpu * 1e3, num_threads=nthreads,
                            pairs=pairs)
+                if be in ("cuda", "gsplat"):
+                    rec["peak_gpu_mb"] = (torch.cuda.max_memory_allocated() - base) / 1e6
+                    rec["gpu"] = torch.cuda.get_device_name()
                 records.append(rec)
                 speed = f" ({tref / t:.1f}x vs torch, err {err:.1e})" if err is not None else ""
                 log(f"{width}x{height} N={n} {pname:16s} {be:6s} {t * 1e3:9.1f} ms (cpu time {cpu * 1e3:8.1f} ms) "
                     f"{pairs / t / 1e6:6.1f} Mpairs/s{speed}")
+            if "cuda" in times and "gsplat" in times:
+                ratio = times["cuda"] / times["gsplat"]
+                records.append(dict(compare="cuda_vs_gsplat", width=width, height=height, gaussians=n,
+                                    **{"pass": pname}, ratio=ratio, cuda_ms=times["cuda"] * 1e3,
+                                    gsplat_ms=times["gsplat"] * 1e3))
+                log(f"{width}x{height} N={n} {pname:16s} ours / gsplat = {ratio:.2f}x")
     for r in records:
         for k, v in r.items():
             if isinstance(v, float) and math.isfinite(v):

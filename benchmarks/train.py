@@ -9,6 +9,11 @@ it into render forward, loss, backward, optimiser and strategy; ``--source sampl
 (the sample's ground truth), ``--source fox`` a random init on the fox images (large Gaussians, pessimistic).
 ``sample`` makes the bundled sample (cached under --work) and reconstructs it; ``fox`` reconstructs
 ../shared/data/fox with its known poses (or with our SfM: --sfm). The last line printed is JSON.
+
+GPU: ``--device cuda`` trains on the GPU (``--backend auto`` = our CUDA kernels); ``--backend gsplat`` (speed only,
+gsplat installed: ``pip install 'spatialvid[bench-gpu]'``) renders the same step with gsplat instead, so the
+two rasterizers are compared on the same Gaussians, images and optimiser. ``--threads N`` sets torch's CPU
+threads (e.g. 2 for the CPU baseline the GPU is compared with).
 """
 
 from __future__ import annotations
@@ -55,8 +60,9 @@ def _speed_data_sample(args, cfg):
     f = 288.0 * w / 320
     cams = Cameras(fx=torch.full((len(cams),), f), fy=torch.full((len(cams),), f), cx=w / 2, cy=h / 2, width=w,
                    height=h, R=cams.R, t=cams.t, names=cams.names)
+    target_backend = "torch" if cfg.backend == "torch" else "auto"  # gt is on the CPU
     with torch.no_grad():
-        images = [render_gaussians(gt, cams[i], backend=cfg.backend).rgb.clamp(0, 1) for i in range(len(cams))]
+        images = [render_gaussians(gt, cams[i], backend=target_backend).rgb.clamp(0, 1) for i in range(len(cams))]
     g = torch.Generator().manual_seed(0)
     sel = torch.randperm(len(gt), generator=g)[:args.gaussians]
     init = gt[sel].clone()
@@ -72,13 +78,26 @@ def bench_speed(args) -> dict:
     from spatialvid.train import Trainer, load_config
     from spatialvid.train.losses import photometric_loss
 
+    use_gsplat = args.backend == "gsplat"
     cfg = load_config("default", {"resolution": args.resolution, "init": "random", "init_random_points": args.gaussians,
-                                  "max_gaussians": max(args.gaussians, 1), "densify_stop": 0, "backend": args.backend,
+                                  "max_gaussians": max(args.gaussians, 1), "densify_stop": 0,
+                                  "backend": "auto" if use_gsplat else args.backend, "device": args.device,
                                   "checkpoint_every": 0, "sh_degree": args.sh_degree, "sh_degree_interval": 0})
     data, init = (_speed_data_sample if args.source == "sample" else _speed_data_fox)(args, cfg)
     tr = Trainer(data, cfg, None, init=init, progress=False)
+    if use_gsplat:
+        if tr.device.type != "cuda":
+            raise SystemExit("--backend gsplat needs --device cuda")
+        tr.render = _gsplat_render(tr)
+    cuda = tr.device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
     for s in range(args.warmup):
         tr.train_step(s)
+    sync()
     stages = {"render": 0.0, "loss": 0.0, "backward": 0.0, "optimizer": 0.0, "strategy": 0.0}
     t_all = time.perf_counter()
     isect = 0
@@ -87,30 +106,69 @@ def bench_speed(args) -> dict:
         cam = data.train_idx[pos]
         t0 = time.perf_counter()
         out = tr.render(cam, tr.sh_degree_at(s))
+        sync()  # per-stage times need the GPU to finish each stage (costs a little; steps_per_second includes it)
         t1 = time.perf_counter()
-        loss, _ = photometric_loss(out.rgb, data.images[cam], cfg.ssim_lambda)
+        loss, _ = photometric_loss(out.rgb, tr.image(cam), cfg.ssim_lambda)
+        sync()
         t2 = time.perf_counter()
         tr.strategy.step_pre_backward(tr.params, tr.optimizers, tr.strategy_state, s, out)
         loss.backward()
+        sync()
         t3 = time.perf_counter()
         for o in tr.optimizers.values():
             o.step()
             o.zero_grad(set_to_none=True)
+        sync()
         t4 = time.perf_counter()
         tr.strategy.step_post_backward(tr.params, tr.optimizers, tr.strategy_state, s, out, lr_means=tr.lr_means(s))
+        sync()
         t5 = time.perf_counter()
         for k, a, b in (("render", t0, t1), ("loss", t1, t2), ("backward", t2, t3), ("optimizer", t3, t4),
                         ("strategy", t4, t5)):
             stages[k] += b - a
         isect += out.num_intersections
     total = time.perf_counter() - t_all
+    # whole train_step calls (stats read back, no per-stage syncs): what a real run costs per step
+    t_steps = time.perf_counter()
+    s0 = args.warmup + args.steps
+    for s in range(s0, s0 + args.steps):
+        tr.train_step(s)
+    sync()
+    step_total = time.perf_counter() - t_steps
     w, h = int(data.cameras.width[0]), int(data.cameras.height[0])
     return {"what": "speed", "source": args.source, "width": w, "height": h, "num_gaussians": tr.num_gaussians,
             "sh_degree": args.sh_degree, "steps": args.steps, "steps_per_second": args.steps / total,
             "ms_per_step": 1000 * total / args.steps,
             "stage_ms": {k: round(1000 * v / args.steps, 2) for k, v in stages.items()},
+            "train_step_ms": round(1000 * step_total / args.steps, 3),
+            "device": str(tr.device), "gpu": torch.cuda.get_device_name() if cuda else None,
             "mean_intersections": isect // args.steps, "backend": out.backend, "torch_threads": torch.get_num_threads(),
             "load_average": [round(x, 2) for x in __import__("os").getloadavg()]}
+
+
+class _GsplatOut:
+    def __init__(self, rgb, n):
+        self.rgb, self.num_intersections, self.backend = rgb, n, "gsplat"
+
+
+def _gsplat_render(tr):
+    """A drop-in for ``Trainer.render`` (densification off, no pose refinement) that renders with gsplat."""
+    import gsplat
+    import torch
+
+    def render(cam_idx, sh_degree=None, train_pos=None):
+        p = tr.params
+        deg = tr.cfg.sh_degree if sh_degree is None else sh_degree
+        k = (deg + 1) ** 2 - 1
+        sh = torch.cat([p["sh0"][:, None, :], p["shN"][:, :k]], 1) if k else p["sh0"][:, None, :]
+        img = tr.image(cam_idx)
+        rc, _, meta = gsplat.rasterization(
+            p["means"], p["quats"], torch.exp(p["log_scales"]), torch.sigmoid(p["opacity_logits"]), sh,
+            tr.viewmats[cam_idx][None], tr.Ks[cam_idx][None], img.shape[1], img.shape[0], sh_degree=deg,
+            backgrounds=tr.bg[None], rasterize_mode="antialiased" if tr.cfg.antialiased else "classic")
+        return _GsplatOut(rc[0], int(meta["isect_ids"].numel()) if "isect_ids" in meta else 0)
+
+    return render
 
 
 def bench_sample(args) -> dict:
@@ -123,7 +181,7 @@ def bench_sample(args) -> dict:
     if not (sample / "sample.json").exists():
         make_sample(sample, progress=not args.json)
     t_sample = time.perf_counter() - t0
-    over = {"backend": args.backend, "init": args.init}
+    over = {"backend": args.backend, "device": args.device, "init": args.init}
     for kv in args.set or []:
         k, _, v = kv.partition("=")
         over[k] = v
@@ -145,7 +203,7 @@ def bench_fox(args) -> dict:
 
     if not (FOX / "transforms.json").exists():
         raise SystemExit(f"fox data not found at {FOX}")
-    over = {"backend": args.backend, "resolution": args.resolution, "init": args.init}
+    over = {"backend": args.backend, "device": args.device, "resolution": args.resolution, "init": args.init}
     for kv in args.set or []:
         k, _, v = kv.partition("=")
         over[k] = v
@@ -173,7 +231,9 @@ def main(argv=None) -> int:
                    help="speed: trained-like Gaussians from the sample's ground truth (default) or a random init "
                         "on the fox images (many large Gaussians: a pessimistic case)")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--backend", default="auto", help="auto | cpu | cuda | torch | gsplat (speed, GPU only)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (where the training tensors live)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--init", default="auto", help="sample, fox: auto (triangulate with the known poses via "
                    "spatialvid.sfm) or random (skip triangulation)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="extra config overrides (sample, fox)")
@@ -181,6 +241,10 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/spatialvid_bench_train", help="scratch folder")
     p.add_argument("--json", action="store_true", help="only the JSON line")
     args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.what == "speed":
         args.steps = args.steps or 30
         res = bench_speed(args)

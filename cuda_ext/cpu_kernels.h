@@ -19,8 +19,9 @@ void sh_fwd(int degree, int64_t n, int K, const float* dirs, const float* coeffs
 void sh_bwd(int degree, int64_t n, int K, const float* dirs, const float* coeffs, const float* g_colors,
             float* g_coeffs, float* g_dirs);
 
-// Fills boxes [n,4] and radii_out; returns sorted Gaussian ids per tile and tile offsets [ntiles+1].
-void intersect(int64_t n, const float* means2d, const float* cov2d, const float* opac, const int32_t* radii,
+// Fills boxes [n,4] and radii_out; returns sorted Gaussian ids per tile and tile offsets [ntiles+1], and the
+// number of (tile, Gaussian) pairs, or minus that number (lists left empty) when it does not fit int32.
+int64_t intersect(int64_t n, const float* means2d, const float* cov2d, const float* opac, const int32_t* radii,
                const float* depths, int width, int height, int32_t* boxes, int32_t* radii_out,
                std::vector<int32_t>& gids, std::vector<int32_t>& offsets);
 

@@ -1,20 +1,35 @@
 // CUDA launchers of the spatialvid rasterizer (raw device pointers, float32, contiguous; no torch headers so
-// every .cu compiles stand-alone with nvcc). Bindings: bindings_cuda.cpp. All launch on `stream`.
+// every .cu compiles stand-alone with nvcc). Bindings: bindings_cuda.cpp. All launch on `stream`, and every
+// launch is followed by check_launch (a bad launch throws std::runtime_error, a Python RuntimeError).
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "gs_math.h"
 
 namespace gs_cuda {
 
-void project_fwd(const gs::ProjParams& P, int64_t n, const float* means, const float* quats, const float* scales,
-                 float* means2d, float* conics, float* depths, int32_t* radii, float* comp, float* cov2d, cudaStream_t stream);
+// Throws if the kernel launch just made failed (bad configuration, no device, an earlier asynchronous error).
+inline void check_launch(const char* kernel) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("spatialvid CUDA kernel ") + kernel + " failed: " + cudaGetErrorName(e) +
+                             ": " + cudaGetErrorString(e));
+}
+
+// viewmat [4,4] (row-major, world-to-camera) and K [3,3] are device pointers; P holds the other fields (its
+// R, t, fx, fy, cx, cy are filled from them in the kernels, so no host copy of the camera is needed).
+void project_fwd(const gs::ProjParams& P, const float* viewmat, const float* K, int64_t n, const float* means,
+                 const float* quats, const float* scales, float* means2d, float* conics, float* depths,
+                 int32_t* radii, float* comp, float* cov2d, cudaStream_t stream);
 // g_view: [n,12] per-Gaussian viewmat-gradient contributions (R row-major 9, t 3), or null
-void project_bwd(const gs::ProjParams& P, int64_t n, const float* means, const float* quats, const float* scales,
-                 const int32_t* radii, const float* g_m2d, const float* g_conic, const float* g_depth,
-                 const float* g_comp, float* g_means, float* g_quats, float* g_scales, float* g_view, cudaStream_t stream);
+void project_bwd(const gs::ProjParams& P, const float* viewmat, const float* K, int64_t n, const float* means,
+                 const float* quats, const float* scales, const int32_t* radii, const float* g_m2d,
+                 const float* g_conic, const float* g_depth, const float* g_comp, float* g_means, float* g_quats,
+                 float* g_scales, float* g_view, cudaStream_t stream);
 
 void sh_fwd(int degree, int64_t n, int K, const float* dirs, const float* coeffs, float* colors, cudaStream_t stream);
 void sh_bwd(int degree, int64_t n, int K, const float* dirs, const float* coeffs, const float* g_colors,

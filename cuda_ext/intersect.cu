@@ -45,12 +45,14 @@ void intersect_count(int64_t n, const float* means2d, const float* cov2d, const 
   if (n == 0) return;
   count_k<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(n, means2d, cov2d, opac, radii, width, height, boxes, radii_out,
                                                 counts);
+  check_launch("intersect_count");
 }
 
 void intersect_fill(int64_t n, const float* depths, const int32_t* boxes, const int64_t* cum_counts, int width,
                     int64_t* keys, int32_t* ids, cudaStream_t stream) {
   if (n == 0) return;
   fill_k<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(n, depths, boxes, cum_counts, width, keys, ids);
+  check_launch("intersect_fill");
 }
 
 }  // namespace gs_cuda

@@ -2,13 +2,14 @@
 // order and appending to per-tile lists (count, prefix sum, fill) yields every tile list already depth-sorted,
 // so no per-pair sort is needed: O(N log N + pairs).
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "cpu_kernels.h"
 
 namespace gs_cpu {
 
-void intersect(int64_t n, const float* means2d, const float* cov2d, const float* opac, const int32_t* radii,
+int64_t intersect(int64_t n, const float* means2d, const float* cov2d, const float* opac, const int32_t* radii,
                const float* depths, int width, int height, int32_t* boxes, int32_t* radii_out,
                std::vector<int32_t>& gids, std::vector<int32_t>& offsets) {
   const int T = gs::TILE;
@@ -34,6 +35,17 @@ void intersect(int64_t n, const float* means2d, const float* cov2d, const float*
       d.f = depths[i];
       keys.push_back(((uint64_t)d.u << 32) | (uint64_t)(uint32_t)i);
     }
+  int64_t total = 0;  // pairs, counted in 64 bits before the int32 lists are built
+  for (int64_t i = 0; i < n; ++i)
+    if (ok[i]) {
+      const int32_t* b = boxes + 4 * i;
+      total += (int64_t)((b[2] + T - 1) / T - b[0] / T) * ((b[3] + T - 1) / T - b[1] / T);
+    }
+  if (total > (int64_t)std::numeric_limits<int32_t>::max()) {
+    offsets.assign(ntiles + 1, 0);
+    gids.clear();
+    return -total;
+  }
   std::sort(keys.begin(), keys.end());
   std::vector<int32_t> order(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) order[i] = (int32_t)(keys[i] & 0xffffffffu);
@@ -53,6 +65,7 @@ void intersect(int64_t n, const float* means2d, const float* cov2d, const float*
     for (int ty = ty0; ty < ty1; ++ty)
       for (int tx = tx0; tx < tx1; ++tx) gids[fill[ty * tw + tx]++] = g;
   }
+  return total;
 }
 
 }  // namespace gs_cpu

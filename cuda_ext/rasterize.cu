@@ -172,6 +172,7 @@ void raster_fwd(int width, int height, const float* means2d, const float* conics
   const int tw = (width + TS - 1) / TS, th = (height + TS - 1) / TS;
   raster_fwd_k<<<tw * th, dim3(TS, TS), 0, stream>>>(width, height, tw, means2d, conics, colors, opac, depths, gids, offsets,
                                           rgb, alpha, dacc, count, final_T, last);
+  check_launch("raster_fwd");
 }
 
 void raster_bwd(int width, int height, const float* means2d, const float* conics, const float* colors,
@@ -181,6 +182,7 @@ void raster_bwd(int width, int height, const float* means2d, const float* conics
   const int tw = (width + TS - 1) / TS, th = (height + TS - 1) / TS;
   raster_bwd_k<<<tw * th, dim3(TS, TS), 0, stream>>>(width, height, tw, means2d, conics, colors, opac, depths, gids, offsets,
                                           final_T, last, g_rgb, g_alpha, g_dacc, g_out);
+  check_launch("raster_bwd");
 }
 
 }  // namespace gs_cuda

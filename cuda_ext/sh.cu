@@ -25,12 +25,14 @@ __global__ void sh_bwd_k(int degree, int64_t n, int K, const float* dirs, const 
 void sh_fwd(int degree, int64_t n, int K, const float* dirs, const float* coeffs, float* colors, cudaStream_t stream) {
   if (n == 0) return;
   sh_fwd_k<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(degree, n, K, dirs, coeffs, colors);
+  check_launch("sh_fwd");
 }
 
 void sh_bwd(int degree, int64_t n, int K, const float* dirs, const float* coeffs, const float* g_colors,
             float* g_coeffs, float* g_dirs, cudaStream_t stream) {
   if (n == 0) return;
   sh_bwd_k<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(degree, n, K, dirs, coeffs, g_colors, g_coeffs, g_dirs);
+  check_launch("sh_bwd");
 }
 
 }  // namespace gs_cuda

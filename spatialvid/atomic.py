@@ -33,6 +33,54 @@ def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None)
         raise
 
 
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd = -100
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def replace_dir(new: str | Path, target: str | Path) -> None:
+    """Put the folder ``new`` at ``target`` (a sibling), replacing what is there, then delete the old one.
+
+    The swap is one ``renameat2(RENAME_EXCHANGE)`` where the OS has it, so ``target`` always holds either the
+    old or the new folder; elsewhere ``target`` is first renamed to ``.NAME.old`` (see :func:`recover_dir`).
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # now the old folder
+        return
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(target: str | Path) -> bool:
+    """If a two-rename :func:`replace_dir` was killed between its renames, put the old folder back."""
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
+        return True
+    return False
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
@@ -58,17 +106,9 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(path)
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

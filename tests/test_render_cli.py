@@ -151,14 +151,43 @@ def test_fill_flag_without_fill_module_is_a_clear_error(blob_scene, tmp_path, ca
     assert rc == 2 and "--fill is unavailable" in capsys.readouterr().err
 
 
-def test_fill_flag_calls_fill_view_per_frame(blob_scene, tmp_path, monkeypatch):
-    calls = []
-    fake = types.ModuleType("spatialvid.generate")
-    fake.fill_view = lambda scene, camera, **kw: calls.append(int(camera.width[0]))
-    monkeypatch.setitem(sys.modules, "spatialvid.generate", fake)
-    assert main(["render", str(blob_scene), "-o", str(tmp_path / "f"), "--fill", "--frames", "3",
-                 "--resolution", "32x24", "--quiet"]) == 0
-    assert calls == [32, 32, 32]
+def test_fill_flag_fills_each_frame_for_real_and_leaves_the_scene(blob_scene, tmp_path):
+    """`render --fill` with the real fill pipeline (classical backends): every frame of the filled render
+    covers what the plain render leaves empty, and the scene folder on disk is not changed."""
+    before = {p.name: p.read_bytes() for p in blob_scene.iterdir() if p.is_file()}
+    runs = {}
+    for name, extra in (("plain", []), ("filled", ["--fill"])):
+        out = tmp_path / name
+        assert main(["render", str(blob_scene), "--path", "orbit", "-o", str(out), "--frames", "3",
+                     "--resolution", "32x24", "--outputs", "rgb,alpha", "--quiet", *extra]) == 0
+        runs[name] = [np.asarray(Image.open(p), np.float32) / 255 for p in sorted((out / "alpha").glob("*.png"))]
+    assert len(runs["plain"]) == len(runs["filled"]) == 3
+    for plain, filled in zip(runs["plain"], runs["filled"]):
+        plain, filled = plain.reshape(24, 32, -1)[..., 0], filled.reshape(24, 32, -1)[..., 0]
+        empty = plain < 0.5
+        assert empty.mean() > 0.2  # the blob leaves much of each view empty
+        assert (filled[empty] >= 0.5).mean() > 0.9  # ... which the fill covers
+    assert {p.name: p.read_bytes() for p in blob_scene.iterdir() if p.is_file()} == before
+
+
+def test_scene_renders_with_its_trained_background_and_antialiasing(blob_scene):
+    """A scene trained with a white background and antialiasing renders, fills and views that way."""
+    from spatialvid.generate.fill import FillConfig, fill_view
+    from spatialvid.render import render_gaussians
+
+    scene = Scene.load(blob_scene)
+    cam = Cameras.look_at([0.0, 4.0, 2.5], [0, 0, 0], up=(0, 0, 1), fov_deg=70, width=48, height=36)
+    plain = render_scene(scene, cam).rgb
+    scene.metadata.update({"background": [1.0, 1.0, 1.0], "antialiased": True})
+    got = render_scene(scene, cam).rgb
+    with torch.no_grad():
+        want = render_gaussians(scene.gaussians, cam, background=torch.ones(3), antialiased=True).rgb.numpy()
+        no_aa = render_gaussians(scene.gaussians, cam, background=torch.ones(3), antialiased=False).rgb.numpy()
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(got - no_aa).max() > 1e-3 and np.abs(got - plain).max() > 0.5  # both settings matter
+    res = fill_view(scene, cam, inpainter="mean", config=FillConfig(fit_iters=0))
+    cfg = scene.history[-1]["info"]["config"]
+    assert res.added > 0 and cfg["background"] == (1.0, 1.0, 1.0) and cfg["antialiased"] is True
 
 
 def test_video_writer_is_atomic_and_checks_sizes(tmp_path):
@@ -182,7 +211,7 @@ def test_video_writer_is_atomic_and_checks_sizes(tmp_path):
 
 
 def test_colormaps_match_matplotlib_tables():
-    mpl = pytest.importorskip("matplotlib")
+    import matplotlib as mpl
     x = np.linspace(0, 1, 1001)
     for name in ("turbo", "viridis"):
         ref = np.asarray(mpl.colormaps[name](x))[:, :3]

@@ -13,6 +13,7 @@ from PIL import Image
 
 from spatialvid import _sample_scene as S
 from spatialvid.errors import SpatialvidError
+from spatialvid.formats import nerfstudio, ply
 from spatialvid.sample import heldout_views, intrinsics, make_sample, trajectory_pose
 
 FRAMES, W, H = 20, 320, 240
@@ -48,7 +49,7 @@ def test_layout_and_metadata(sample):
 
 
 def test_video_decodes_to_the_frames(sample):
-    av = pytest.importorskip("av")
+    import av
     with av.open(str(sample.video)) as c:
         stream = c.streams.video[0]
         assert stream.codec_context.name == "h264"
@@ -82,8 +83,6 @@ def test_deterministic_and_seed_dependent(tmp_path):
 
 def test_small_sample_gaussians_render_close(tmp_path):
     """Small samples (anti-aliased 2x2) still have ground-truth Gaussians that match their images."""
-    ply = pytest.importorskip("spatialvid.formats.ply")
-    nerfstudio = pytest.importorskip("spatialvid.formats.nerfstudio")
     from spatialvid.render import render_gaussians
 
     info = make_sample(tmp_path / "s", hidden_region=True, num_frames=4, width=96, height=72, progress=False)
@@ -99,7 +98,6 @@ def test_small_sample_gaussians_render_close(tmp_path):
 def test_depth_is_consistent_across_frames(sample):
     """Back-project pixels of frame 0 with GT depth + camera, re-project into frame FRAMES // 5: where the depth there
     agrees (visible), the colours agree too (Lambertian scene)."""
-    nerfstudio = pytest.importorskip("spatialvid.formats.nerfstudio")
     cams = nerfstudio.read_transforms(sample.transforms)
     depth = np.load(sample.depth)["depth"]
     c2w = cams.c2w().double().numpy()  # OpenCV camera-to-world
@@ -128,7 +126,6 @@ def test_depth_is_consistent_across_frames(sample):
 
 
 def test_transforms_project_sphere_centre(sample):
-    nerfstudio = pytest.importorskip("spatialvid.formats.nerfstudio")
     cams = nerfstudio.read_transforms(sample.transforms)
     assert len(cams) == FRAMES and Path(cams.image_paths[0]) == sample.images_dir / "frame_00000.png"
     # the poses are the generator's trajectory (OpenGL in the file, OpenCV in Cameras)
@@ -182,8 +179,6 @@ def test_hidden_region_never_in_video_but_in_heldout(sample):
 
 
 def test_gt_gaussians_render_close_to_images(sample):
-    ply = pytest.importorskip("spatialvid.formats.ply")
-    nerfstudio = pytest.importorskip("spatialvid.formats.nerfstudio")
     from spatialvid.render import render_gaussians
 
     g = ply.read_ply(sample.gt_gaussians)

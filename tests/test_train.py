@@ -244,6 +244,41 @@ def test_resume_reaches_the_same_result(tmp_path, threads):
     assert [h["step"] for h in resumed.history] == [h["step"] for h in full.history]
 
 
+class _Evil:
+    """Pickles into a call of ``os.system``: what weights_only=False would run when loading it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+def test_checkpoint_loads_safely_and_restores_rng(tmp_path, monkeypatch):
+    import random
+
+    import numpy as np
+
+    from spatialvid.train.checkpoint import save_checkpoint
+    from spatialvid.train.trainer import rng_state_dict, set_rng_state_dict
+
+    monkeypatch.chdir(tmp_path)
+    gen = torch.Generator().manual_seed(5)
+    np.random.seed(3)
+    random.seed(4)
+    save_checkpoint(tmp_path / "ok.pt", {"step": 7, "rng": rng_state_dict(gen)})
+    want = (torch.rand(3, generator=gen), np.random.random(3), random.random(), torch.rand(2))
+    st = load_checkpoint(tmp_path / "ok.pt")  # weights_only=True: tensors and plain data only
+    gen2 = torch.Generator()
+    set_rng_state_dict(st["rng"], gen2)
+    got = (torch.rand(3, generator=gen2), np.random.random(3), random.random(), torch.rand(2))
+    assert torch.equal(want[0], got[0]) and np.array_equal(want[1], got[1]) and want[2] == got[2]
+    assert torch.equal(want[3], got[3])
+    save_checkpoint(tmp_path / "evil.pt", {"step": 1, "payload": _Evil()})
+    with pytest.raises(SpatialvidError, match="cannot read checkpoint safely"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()  # the pickled call never ran
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, one_thread):
     data = _toy_data()
     cfg = _toy_cfg(checkpoint_every=10)

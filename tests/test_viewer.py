@@ -232,7 +232,7 @@ def test_keyframes_export_import_and_path_traversal(app, sample):
     pp.gui_fps.value = 12
     pp.gui_file.value = "camera_path.json"
     pp.button_export.value = True
-    data = json.loads((scene_dir / "camera_path.json").read_text())
+    data = json.loads((scene_dir / "paths" / "camera_path.json").read_text())
     assert data["camera_type"] == "perspective" and data["fps"] == 12
     assert data["render_width"] == int(pp.gui_width.value) and data["render_height"] == int(pp.gui_height.value)
     assert len(data["camera_path"]) == 24 and len(data["keyframes"]) == 3
@@ -249,21 +249,54 @@ def test_keyframes_export_import_and_path_traversal(app, sample):
         np.testing.assert_allclose(a, b.c2w, atol=1e-9)
     # a client cannot make the server read or write outside the scene folder
     outside = scene_dir.parent / "outside.json"
-    for name in ("../outside.json", str(outside), "sub/../../outside.json"):
+    before = {p.name: p.read_bytes() for p in scene_dir.iterdir() if p.is_file()}
+    for name in ("../outside.json", str(outside), "sub/../../outside.json", "paths/../outside.json", "..",
+                 "scene.json", "transforms.json", "paths/Scene.JSON", "../scene.json", "metrics.json"):
         pp.gui_file.value = name
         pp.button_export.value = True
         assert not outside.exists()
-        assert "refused" in pp.status.content
+        assert "refused" in pp.status.content, name
+    assert {p.name: p.read_bytes() for p in scene_dir.iterdir() if p.is_file()} == before  # scene intact
+    assert sorted(p.name for p in (scene_dir / "paths").iterdir()) == ["camera_path.json"]
     outside.write_text(json.dumps(data))
-    os.symlink(outside, scene_dir / "link.json")
+    os.symlink(outside, scene_dir / "paths" / "link.json")
     pp.gui_file.value = "link.json"
     pp.button_import.value = True
     assert "refused" in pp.status.content and len(pp.keyframes) == 3
     pp.gui_video.value = "../escape.mp4"
     pp.button_render.value = True
     assert "refused" in pp.status.content and not (scene_dir.parent / "escape.mp4").exists()
-    (scene_dir / "link.json").unlink()
+    (scene_dir / "paths" / "link.json").unlink()
     pp.gui_file.value = "camera_path.json"
+
+
+def test_thumbnails_only_from_the_scene_or_its_images_folder(tmp_path):
+    from PIL import Image
+
+    scene_dir = tmp_path / "scene"
+    (scene_dir / "images").mkdir(parents=True)
+    (tmp_path / "private").mkdir()
+    declared = tmp_path / "declared"
+    declared.mkdir()
+    cams = Cameras.cat([Cameras.look_at((2.0, 0.1 * i, 1.0), (0, 0, 0), name=f"{i}.png", width=32, height=24)
+                        for i in range(4)])
+    where = [scene_dir / "images" / "0.png", tmp_path / "private" / "1.png", declared / "2.png",
+             scene_dir / "images" / ".." / ".." / "private" / "3.png"]
+    for p in where:
+        Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(p)
+    cams.image_paths = [str(p) for p in where]
+    g = Gaussians.from_points(torch.zeros(4, 3), torch.full((4, 3), 0.5))
+    app = ViewerApp(Scene(g, cams, {"images_dir": str(declared)}), scene_dir=scene_dir,
+                    config=ViewerConfig(port=0, thumbnail_px=24))
+    try:
+        thumbs = app._thumbnails(cams)
+        app.scene.metadata["background"] = [1.0, 1.0, 1.0]  # trained on white: exact views show white
+        away = Cameras.look_at((0.0, 0.0, 0.0), (0.0, 5.0, 0.0), width=16, height=12)
+        rgb, alpha, _ = app._rasterize(app.scene.gaussians, away)
+    finally:
+        app.stop()
+    assert [t is not None for t in thumbs] == [True, False, True, False]
+    assert alpha.max() == 0 and rgb.min() == 1.0
 
 
 def test_render_video_into_scene_folder(app, sample):
@@ -293,7 +326,6 @@ def test_render_video_into_scene_folder(app, sample):
 
 
 def test_fill_from_here_then_undo_and_save(app, sample):
-    pytest.importorskip("spatialvid.generate.fill", reason="the fill pipeline (issue 7) is not in this checkout")
     scene_dir, sample_dir = sample
     held, view, mask = _hidden_view(sample_dir)  # the held-out view that sees most of the hidden region
     before = app.scene.gaussians.clone()

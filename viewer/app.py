@@ -11,7 +11,10 @@
   :meth:`ViewerApp.wait_while_paused` (see :mod:`viewer.training_panel`).
 
 Security: binds 127.0.0.1 unless told otherwise (and warns when not loopback); files named by a client are
-resolved and refused unless inside the scene folder (:func:`viewer.security.resolve_inside`).
+resolved and refused unless inside the scene folder (:func:`viewer.security.resolve_inside`); camera paths
+are exported into ``SCENE/paths/`` only and never under a scene file's name
+(:func:`viewer.security.resolve_path_file`); thumbnails are read only from the scene folder or its declared
+``images_dir`` (:meth:`ViewerApp.image_roots`).
 Long operations run on a private copy of the scene and are swapped in only when complete, so a client that
 disconnects (or an error) mid-operation leaves the scene intact.
 """
@@ -40,6 +43,7 @@ from spatialvid.gaussians import CAPTURED, GENERATED, Gaussians, rgb_to_sh0
 from spatialvid.scene import Scene
 from viewer import convert
 from viewer.render_worker import RenderWorker
+from viewer.security import allowed_image
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,8 @@ class ViewerConfig:
     size). jpeg_quality: of the background images. thumbnail_px: height of frustum thumbnails (0 = none).
     max_thumbnails: frustums beyond this count get no image. training_refresh_s: least seconds between two
     splat refreshes during training. backend: rasterizer backend ("auto", "cpu", "cuda", "torch").
+    device: where exact renders and fills run ("auto" = cuda when available, "cpu", "cuda"); the scene itself
+    stays on the CPU (for the splats sent to the browser and for saving), with one cached copy on the device.
     fill_kwargs: extra keyword arguments for :func:`spatialvid.generate.fill_view`.
     """
 
@@ -68,6 +74,7 @@ class ViewerConfig:
     max_thumbnails: int = 300
     training_refresh_s: float = 2.0
     backend: str = "auto"
+    device: str = "auto"
     fill_kwargs: dict[str, Any] = field(default_factory=dict)
     verbose: bool = False
 
@@ -79,6 +86,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _on_cpu(scene: Scene) -> Scene:
+    """``scene`` itself, or a copy with its Gaussians on the CPU (the viewer's own copy; see ViewerConfig)."""
+    if scene.gaussians.device.type == "cpu":
+        return scene
+    return Scene(gaussians=scene.gaussians.to("cpu"), cameras=scene.cameras, metadata=scene.metadata,
+                 history=scene.history)
 
 
 def copy_scene(scene: Scene) -> Scene:
@@ -113,9 +128,14 @@ class ViewerApp:
     def __init__(self, scene: Scene, scene_dir: str | Path | None = None, config: ViewerConfig | None = None,
                  training: bool = False):
         self.config = config or ViewerConfig()
+        from spatialvid.device import check_backend, resolve_device
+
+        self.device = resolve_device(self.config.device, self.config.backend)
+        check_backend(self.config.backend, self.device)
+        self._device_copy: tuple[Gaussians, Gaussians] | None = None  # (scene Gaussians, their device copy)
         self.scene_dir = Path(scene_dir).resolve() if scene_dir is not None else None
         self.training = training
-        self._scene = scene
+        self._scene = _on_cpu(scene)
         self._lock = threading.RLock()  # guards self._scene and the splat handles
         self._op_lock = threading.Lock()  # one long operation (fill, undo, save, video) at a time
         self.busy: str | None = None
@@ -361,10 +381,22 @@ class ViewerApp:
     def wait_renders(self, timeout: float = 60.0) -> bool:
         return self._worker.wait_idle(timeout)
 
-    def visible_gaussians(self) -> Gaussians:
-        """The Gaussians the captured / generated toggles leave visible."""
+    def scene_gaussians_on_device(self) -> Gaussians:
+        """The scene's Gaussians on ``self.device`` (a copy made once per scene change; the scene itself
+        stays on the CPU)."""
         g = self.scene.gaussians
-        keep = torch.zeros(len(g), dtype=torch.bool)
+        if g.device == self.device:
+            return g
+        with self._lock:
+            if self._device_copy is None or self._device_copy[0] is not g:
+                self._device_copy = (g, g.to(self.device))
+            return self._device_copy[1]
+
+    def visible_gaussians(self, on_device: bool = False) -> Gaussians:
+        """The Gaussians the captured / generated toggles leave visible (on ``self.device`` with
+        ``on_device``)."""
+        g = self.scene_gaussians_on_device() if on_device else self.scene.gaussians
+        keep = torch.zeros(len(g), dtype=torch.bool, device=g.device)
         if self.gui_captured.value:
             keep |= g.origin == CAPTURED
         if self.gui_generated.value:
@@ -373,7 +405,7 @@ class ViewerApp:
 
     def render_image(self, camera: Cameras, mode: str = "exact rgb") -> tuple[np.ndarray, np.ndarray | None]:
         """Render ``camera`` in a view mode: (uint8 [H,W,3] image, z-depth [H,W] for compositing or None)."""
-        g = self.visible_gaussians()
+        g = self.visible_gaussians(on_device=True)
         h, w = int(camera.height[0]), int(camera.width[0])
         if len(g) == 0:
             img = np.zeros((h, w, 3), np.uint8)
@@ -382,10 +414,10 @@ class ViewerApp:
             return img, None
         if mode == "exact coverage":
             # one pass with false colours: R = luminance of the base (DC) colour, G = 1 for generated Gaussians
-            lum = g.colors @ torch.tensor([0.299, 0.587, 0.114])
+            lum = g.colors @ torch.tensor([0.299, 0.587, 0.114], device=g.device)
             code = torch.stack([lum, (g.origin == GENERATED).float(), torch.zeros_like(lum)], -1)
             marker = Gaussians(**{**vars(g.detach()), "sh0": rgb_to_sh0(code), "shN": g.shN[:, :0]})
-            c_rgb, alpha, _ = self._rasterize(marker, camera)
+            c_rgb, alpha, _ = self._rasterize(marker, camera, background=(0.0, 0.0, 0.0))
             a = np.maximum(alpha, 1e-6)
             grey = np.repeat((c_rgb[..., 0] / a)[..., None], 3, -1)
             return convert.colorize_coverage(grey, alpha, c_rgb[..., 1] / a), None
@@ -396,12 +428,15 @@ class ViewerApp:
         comp = np.where(alpha > 0.5, depth, 160.0).astype(np.float32)
         return convert.to_uint8(rgb), comp
 
-    def _rasterize(self, g: Gaussians, camera: Cameras) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """spatialvid's rasterizer (all SH degrees, black background): rgb [H,W,3], alpha, z-depth [H,W]."""
+    def _rasterize(self, g: Gaussians, camera: Cameras, background=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """spatialvid's rasterizer (all SH degrees; the scene's trained background and antialiasing unless
+        ``background`` is given): rgb [H,W,3], alpha, z-depth [H,W]."""
         from spatialvid.render import render_gaussians
+        from spatialvid.render.api import render_settings
 
-        dev = torch.device("cuda") if self.config.backend in ("cuda", "auto") and torch.cuda.is_available() \
-            else torch.device("cpu")
+        look = render_settings(self.scene)
+        bg = look["background"] if background is None else tuple(background)
+        dev = self.device
         with torch.no_grad():
             # cull outside the view first (4 sigma spheres, 2 px margin): the rasterizer then projects and
             # evaluates SH only for what can show up, most of the cost when the view sees part of the scene
@@ -410,8 +445,11 @@ class ViewerApp:
                 g = g[keep]
             if len(g) == 0:
                 h, w = int(camera.height[0]), int(camera.width[0])
-                return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
-            out = render_gaussians(g.to(dev), camera, backend=self.config.backend)
+                return (np.broadcast_to(np.asarray(bg, np.float32), (h, w, 3)).copy(), np.zeros((h, w), np.float32),
+                        np.zeros((h, w), np.float32))
+            out = render_gaussians(g.to(dev), camera, backend=self.config.backend,
+                                   background=torch.tensor(bg, dtype=torch.float32, device=dev),
+                                   antialiased=look["antialiased"])
         return tuple(t.detach().float().cpu().numpy() for t in (out.rgb, out.alpha, out.depth))
 
     def _render_job(self, client_id: int, request: tuple[View, str, int, bool]) -> None:
@@ -469,21 +507,39 @@ class ViewerApp:
             h.on_click(lambda e, i=i: self.jump_to_camera(e.client, i))
             self._frustums.append(h)
 
+    def image_roots(self) -> list[Path] | None:
+        """Folders the viewer reads camera images from: the scene folder and the images folder its metadata
+        declares (``images_dir``, relative to the scene folder or absolute); ``None`` (no limit) for a scene
+        handed over in memory without a folder (the live training view of the user's own input)."""
+        if self.scene_dir is None:
+            return None
+        roots = [self.scene_dir]
+        d = self.scene.metadata.get("images_dir")
+        if isinstance(d, str) and d:
+            roots.append(self.scene_dir / d)  # an absolute images_dir replaces the prefix
+        return roots
+
     def _thumbnails(self, cams: Cameras) -> list[np.ndarray | None]:
         from PIL import Image
 
+        from spatialvid.io.decode import image_size
+
         out: list[np.ndarray | None] = []
         px = int(self.config.thumbnail_px)
+        roots = self.image_roots()
         for i, p in enumerate(cams.image_paths):
             img = None
+            if roots is not None:
+                p = allowed_image(roots, p)
             if px > 0 and p and i < self.config.max_thumbnails:
                 try:
+                    image_size(p)  # empty files and huge headers are refused before decoding
                     with Image.open(p) as im:
                         im.draft("RGB", (px * 4, px * 4))
                         im = im.convert("RGB")
                         im.thumbnail((px * 4, px))
                         img = np.asarray(im)
-                except (OSError, ValueError):
+                except (OSError, ValueError, SpatialvidError):
                     img = None
             out.append(img)
         return out
@@ -520,7 +576,7 @@ class ViewerApp:
         with self._lock:
             cams_changed = len(scene.cameras) != len(self._scene.cameras) or not torch.equal(
                 scene.cameras.viewmats(), self._scene.cameras.viewmats())
-            self._scene = scene
+            self._scene = _on_cpu(scene)
             self.dirty = self.dirty or dirty
         if cams_changed:
             self._draw_frustums()

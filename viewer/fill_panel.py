@@ -58,12 +58,14 @@ class FillPanel:
         app = self.app
         with app.operation("fill"):
             work = copy_scene(app.scene)
+            work.gaussians = work.gaussians.to(app.device)  # the fill runs on the viewer's device ...
             kwargs = dict(app.config.fill_kwargs)
             kwargs.setdefault("backend", app.config.backend)
             pk = _progress_kwarg(fill_view)
             if pk and progress is not None:
                 kwargs[pk] = progress
             result = fill_view(work, camera, **kwargs)
+            work.gaussians = work.gaussians.to("cpu")  # ... and the viewer keeps its scene on the CPU
             if getattr(result, "added", 1):
                 app.set_scene(work, dirty=True)
             self.last_result = result

@@ -19,7 +19,7 @@ from spatialvid.cameras import GL_FROM_CV
 from spatialvid.errors import SpatialvidError
 from spatialvid.paths import CameraPath, Keyframe, path_from_keyframes, read_camera_path, write_camera_path
 from viewer import convert
-from viewer.security import resolve_inside
+from viewer.security import PATHS_DIR, resolve_inside, resolve_path_file
 
 if TYPE_CHECKING:
     from viewer.app import View, ViewerApp
@@ -69,7 +69,7 @@ class CameraPathPanel:
         self.gui_height = gui.add_number("Height (px)", int(h0), min=16, max=4096, step=2)
         self.gui_loop = gui.add_checkbox("Loop", False)
         self.button_preview = gui.add_button("Preview", hint="play the path in this browser tab")
-        self.gui_file = gui.add_text("Path file", "camera_path.json", hint="inside the scene folder")
+        self.gui_file = gui.add_text("Path file", "camera_path.json", hint=f"a file name in the scene's {PATHS_DIR}/ folder")
         self.button_export = gui.add_button("Export camera_path.json", disabled=app.scene_dir is None)
         self.button_import = gui.add_button("Import camera_path.json", disabled=app.scene_dir is None)
         self.gui_video = gui.add_text("Video file", "camera_path.mp4", hint="inside the scene folder")
@@ -179,8 +179,10 @@ class CameraPathPanel:
 
     # ---- files (inside the scene folder only) ---------------------------------------------------
     def export(self, name: str = "camera_path.json"):
-        """Write the nerfstudio camera_path.json to the scene folder; returns its path."""
-        target = resolve_inside(self.app.scene_dir, name, (".json",))
+        """Write the nerfstudio camera_path.json into the scene's ``paths/`` folder; returns its path.
+        Folder parts, ``..`` and the scene's own file names are refused."""
+        target = resolve_path_file(self.app.scene_dir, name, (".json",))
+        target.parent.mkdir(exist_ok=True)
         return write_camera_path(target, self.camera_path())
 
     def _exported(self, client, path) -> None:
@@ -188,8 +190,8 @@ class CameraPathPanel:
         self.app.notify(client, "Camera path exported", path.name)
 
     def import_path(self, name: str = "camera_path.json") -> int:
-        """Load keyframes (and duration, fps, size) from a camera_path.json in the scene folder."""
-        target = resolve_inside(self.app.scene_dir, name, (".json",))
+        """Load keyframes (and duration, fps, size) from a camera_path.json in the scene's ``paths/`` folder."""
+        target = resolve_path_file(self.app.scene_dir, name, (".json",))
         cp = read_camera_path(target)
         kfs = list(cp.keyframes)
         if len(kfs) < 2:  # no viewer keyframes stored: take up to 12 frames of the dense path

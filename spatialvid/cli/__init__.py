@@ -11,7 +11,7 @@ import sys
 
 from spatialvid.errors import SpatialvidError
 
-SUBCOMMANDS = ["sample", "poses", "reconstruct", "render", "fill", "view", "eval", "demo"]
+SUBCOMMANDS = ["sample", "poses", "reconstruct", "extend", "render", "fill", "view", "eval", "export", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,9 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# options whose value is a comma-separated list that may start with a minus sign ("-1,-1,0,1,1,1"), which
+# argparse would otherwise take for an option
+_LIST_OPTIONS = ("--crop-box", "--crop-sphere")
+
+
+def _join_list_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a in _LIST_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{a}={nxt}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_list_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -47,6 +47,8 @@ Examples:
 
 
 def register(sub) -> None:
+    from spatialvid.device import add_device_argument
+
     p = add_parser(sub, "fill", help="Generate the parts of the scene the video never saw", description=DESCRIPTION)
     p.epilog = EPILOG
     p.add_argument("scene", metavar="SCENE_DIR", help="scene folder (updated in place unless -o)")
@@ -67,7 +69,8 @@ def register(sub) -> None:
                    help="a pixel is unseen below this rendered opacity (default: 0.5)")
     p.add_argument("--max-gaussians", type=int, default=None, help="Gaussian cap (default: 3,000,000)")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "torch"),
-                   help="rasterizer backend (default: auto)")
+                   help="rasterizer backend (default: auto = the kernels of the --device)")
+    add_device_argument(p, "the scene's Gaussians and the fit")
     p.add_argument("--undo", action="store_true", help="remove the most recent fill step's Gaussians and exit")
     p.add_argument("-o", "--output", default=None, metavar="OUT_DIR", help="write the scene here instead")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -115,14 +118,19 @@ def path_cameras(scene, spec: str, steps: int, resolution: str | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from spatialvid.device import check_backend, move_scene, resolve_device
+    from spatialvid.faults import fault_point
     from spatialvid.generate import fill_view, undo_last_fill
     from spatialvid.generate.fill import FillConfig
     from spatialvid.scene import Scene
 
-    scene = Scene.load(args.scene)
+    device = resolve_device(getattr(args, "device", "auto"), args.backend)
+    check_backend(args.backend, device)
+    scene = move_scene(Scene.load(args.scene), device)
     out = Path(args.output) if args.output else Path(args.scene)
     if args.undo:
         n = undo_last_fill(scene)
+        fault_point("undo:before-save")
         scene.save(out)
         print(f"undid the last fill: removed {n:,} generated Gaussians; {len(scene.gaussians):,} left -> {out}")
         return 0
@@ -152,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         res = fill_view(scene, cams[i], inpainter=inp, depth=dep, config=cfg)
         total += res.added
         steps_done += res.step is not None
+        fault_point("fill:after-step")
         bar.set_postfix(added=total, unseen=f"{100 * res.unseen_fraction:.1f}%")
     bar.close()
     scene.save(out)

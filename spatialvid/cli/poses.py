@@ -46,8 +46,9 @@ def register(sub) -> None:
                    help="COLMAP incremental mapper, or the global mapper (GLOMAP) (default: incremental)")
     p.add_argument("--camera-model", default="auto",
                    choices=["auto", "OPENCV", "SIMPLE_RADIAL", "RADIAL", "PINHOLE"],
-                   help="camera model to estimate: auto = SIMPLE_RADIAL (f cx cy k1) for a video, OPENCV "
-                        "(fx fy cx cy k1 k2 p1 p2, principal point refined) for a folder of photos (default: auto)")
+                   help="camera model to estimate: auto = map with SIMPLE_RADIAL (f k1, principal point at the "
+                        "centre), then keep SIMPLE_RADIAL or refine the principal point / RADIAL / OPENCV (fx fy cx cy "
+                        "k1 k2 p1 p2), whichever the data supports (BIC) (default: auto)")
     p.add_argument("--max-features", type=int, default=4096, help="SIFT features per image (default: 4096)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -42,6 +42,7 @@ examples:
 
 
 def register(sub) -> None:
+    from spatialvid.device import add_device_argument
     from spatialvid.train.config import PRESETS, add_config_arguments
 
     p = add_parser(sub, "reconstruct", help="Video or images to a trained Gaussian-splat scene",
@@ -57,7 +58,9 @@ def register(sub) -> None:
                         "also looked up inside INPUT); turns pose estimation and pose refinement off")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: from the preset)")
     p.add_argument("--backend", choices=["auto", "cpu", "cuda", "torch"], default=None,
-                   help="rasterizer backend (default auto: CUDA if available, else the C++ CPU kernels)")
+                   help="rasterizer backend (default auto: the CUDA kernels for --device cuda, else the C++ CPU "
+                        "kernels)")
+    add_device_argument(p, "the parameters, images and optimiser state")
     p.add_argument("--resume", action="store_true",
                    help="continue from SCENE_DIR/checkpoints/last.pt (same input and settings)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing SCENE_DIR")
@@ -129,10 +132,12 @@ class LiveView:
 
 
 def run(args) -> int:
+    from spatialvid.device import check_backend, resolve_device
     from spatialvid.train.config import load_config, overrides_from_args
     from spatialvid.train.distributed import DEFAULT_TIMEOUT_S, Distributed
 
     cfg = load_config(args.preset, overrides_from_args(args))
+    check_backend(cfg.backend, resolve_device(cfg.device, cfg.backend))  # a bad --device fails here, before any work
     timeout = DEFAULT_TIMEOUT_S if getattr(args, "dist_timeout", None) is None else args.dist_timeout
     dist = Distributed.from_env(timeout_s=timeout)  # None unless launched by torchrun with several ranks
     try:

@@ -47,6 +47,8 @@ Examples:
 
 
 def register(sub) -> None:
+    from spatialvid.device import add_device_argument
+
     p = add_parser(sub, "render", help="Render a scene along a camera path to video or images",
                    description=DESCRIPTION)
     p.epilog = EPILOG
@@ -65,7 +67,9 @@ def register(sub) -> None:
                    help="output size, e.g. 1280x720, or a scale of the default size, e.g. 0.5 (default: the path "
                         "file's size, else the first training camera's); vertical field of view is kept")
     p.add_argument("--outputs", default="rgb", help=f"comma-separated subset of {','.join(OUTPUTS)} (default: rgb)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS, help="rasterizer backend (default: auto)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="rasterizer backend (default: auto = the kernels of the --device)")
+    add_device_argument(p, "the scene's Gaussians")
     p.add_argument("--background", default=None,
                    help="background colour: black, white, gray, #rrggbb or r,g,b (default: the scene's, else black)")
     p.add_argument("--sh-degree", type=int, default=None, help="spherical-harmonics degree to use (default: all)")
@@ -386,10 +390,13 @@ def _fill_function():
 
 
 def run(args: argparse.Namespace) -> int:
+    from spatialvid.device import check_backend, move_scene, resolve_device
     from spatialvid.paths import write_camera_path
     from spatialvid.render.video import is_video_path
     from spatialvid.scene import Scene
 
+    device = resolve_device(getattr(args, "device", "auto"), args.backend)
+    check_backend(args.backend, device)
     outputs = parse_outputs(args.outputs)
     out = Path(args.output)
     video = is_video_path(out)
@@ -411,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
     from spatialvid.render.api import parse_background
 
     parse_background(args.background)
-    scene = Scene.load(args.scene)
+    scene = move_scene(Scene.load(args.scene), device)
     path, desc = build_path(scene, args, video)
     path.validate(str(args.path))
     if args.save_path:
@@ -422,7 +429,8 @@ def run(args: argparse.Namespace) -> int:
     summary = render_path_to_files(
         scene, path, out, outputs, backend=args.backend, background=args.background, sh_degree=args.sh_degree,
         depth_range=depth_range, colormap=args.colormap, crf=args.crf, fill=args.fill, progress=not args.quiet,
-        extra_info={"scene": str(args.scene), "path": str(args.path), "backend": args.backend},
+        extra_info={"scene": str(args.scene), "path": str(args.path), "backend": args.backend,
+                    "device": str(device)},
     )
     print(f"wrote {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.2f} frames/s): "
           + ", ".join(summary.files.values()) + f"; details in {sidecar_path(out)}")

@@ -30,6 +30,8 @@ The server reads and writes files only inside SCENE_DIR. It listens on 127.0.0.1
 
 
 def register(sub) -> None:
+    from spatialvid.device import add_device_argument
+
     p = add_parser(sub, "view", help="Open a scene in the interactive web viewer", description=DESCRIPTION)
     p.add_argument("scene_dir", metavar="SCENE_DIR", type=Path, help="scene folder to open")
     p.add_argument("--host", default="127.0.0.1",
@@ -40,7 +42,8 @@ def register(sub) -> None:
     p.add_argument("--exact-size", type=int, default=512,
                    help="longer side in pixels of server-rendered (exact mode) views (default: 512)")
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "torch"],
-                   help="rasterizer backend for exact renders (default: auto = CUDA if available, else CPU)")
+                   help="rasterizer backend for exact renders (default: auto = the kernels of the --device)")
+    add_device_argument(p, "exact renders and fills run (the scene stays on the CPU, with one copy on the device)")
     p.set_defaults(func=run)
 
 
@@ -52,8 +55,13 @@ def run(args: argparse.Namespace) -> int:
         raise SpatialvidError(f"--port must be in 0..65535 (got {args.port})")
     if not 64 <= args.exact_size <= 4096:
         raise SpatialvidError(f"--exact-size must be in 64..4096 (got {args.exact_size})")
+    from spatialvid.device import check_backend, resolve_device
+
+    device = getattr(args, "device", "auto")
+    check_backend(args.backend, resolve_device(device, args.backend))  # before loading anything
     scene = Scene.load(args.scene_dir)
-    config = ViewerConfig(host=args.host, port=args.port, exact_max_side=args.exact_size, backend=args.backend)
+    config = ViewerConfig(host=args.host, port=args.port, exact_max_side=args.exact_size, backend=args.backend,
+                          device=device)
     from viewer.app import is_loopback
 
     if not is_loopback(args.host):

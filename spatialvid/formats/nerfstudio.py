@@ -79,12 +79,12 @@ def _matrix(path: Path, where: str, value: Any) -> np.ndarray:
 
 
 def _image_size(path: Path, where: str, image: Path) -> tuple[int, int]:
-    try:
-        from PIL import Image
+    from spatialvid.errors import SpatialvidError
+    from spatialvid.io.decode import image_size
 
-        with Image.open(image) as im:
-            return im.size
-    except Exception:
+    try:
+        return image_size(image)
+    except SpatialvidError:
         raise FormatError(path, f"{where}: no 'w'/'h' given and the image {image} cannot be read "
                                 "to find its size") from None
 

@@ -159,6 +159,8 @@ def _read_vertex_records(path: Path) -> np.ndarray:
     if path.is_dir():
         raise FormatError(path, "is a folder, expected a .ply file")
     size = path.stat().st_size
+    if size == 0:
+        raise FormatError(path, "empty file (0 bytes)")
     with open(path, "rb") as f:
         head = f.read(min(size, _MAX_HEADER))
         fmt, elements, header_len = _parse_header(path, head)
@@ -172,18 +174,22 @@ def _read_vertex_records(path: Path) -> np.ndarray:
             return _read_ascii(path)
         bo = "<" if fmt == "binary_little_endian" else ">"
         offset = header_len
-        for name, count, props in elements:
+        for k, (name, count, props) in enumerate(elements):
             if any(t is None for _, t in props):
                 raise FormatError(path, f"element '{name}' has list properties: not a Gaussian-splat PLY")
             dtype = np.dtype([(p, bo + t) for p, t in props])
             if name == "vertex":
-                vdtype, vcount = dtype, count
+                vdtype, vcount, last = dtype, count, k == len(elements) - 1
                 break
             offset += count * dtype.itemsize
         need = offset + vcount * vdtype.itemsize
         if size < need:
             raise FormatError(path, f"truncated PLY: the header announces {vcount} vertices "
                                     f"({need} bytes) but the file has {size} bytes")
+        if last and size > need:  # more data than the header declares: the vertex count is wrong
+            extra = size - need
+            raise FormatError(path, f"the header announces {vcount} vertices ({need} bytes) but the file has "
+                                    f"{extra} bytes more ({extra / vdtype.itemsize:.1f} vertices): wrong vertex count")
         f.seek(offset)
         buf = f.read(vcount * vdtype.itemsize)
     if len(buf) != vcount * vdtype.itemsize:

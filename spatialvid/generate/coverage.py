@@ -38,8 +38,9 @@ class Coverage:
 
 
 def render_coverage(gaussians: Gaussians, camera: Cameras, background=(0.0, 0.0, 0.0),
-                    backend: str = "auto") -> Coverage:
-    """Render ``gaussians`` from a 1-camera ``camera`` without gradients."""
+                    backend: str = "auto", antialiased: bool = False) -> Coverage:
+    """Render ``gaussians`` from a 1-camera ``camera`` without gradients (``antialiased``: the
+    mip-splatting filter, as the scene was trained)."""
     from spatialvid.render import render_gaussians
 
     h, w = int(camera.height[0]), int(camera.width[0])
@@ -50,7 +51,7 @@ def render_coverage(gaussians: Gaussians, camera: Cameras, background=(0.0, 0.0,
         return Coverage(rgb, np.zeros((h, w, 3), np.float32), z, z.copy(), np.zeros((h, w), np.int32),
                         torch.zeros(0, dtype=torch.bool), backend)
     with torch.no_grad():
-        out = render_gaussians(gaussians, camera, background=bg, backend=backend)
+        out = render_gaussians(gaussians, camera, background=bg, backend=backend, antialiased=antialiased)
     rgb = out.rgb.detach().cpu().numpy().astype(np.float32)
     alpha = out.alpha.detach().cpu().numpy().astype(np.float32)
     depth = out.depth.detach().cpu().numpy().astype(np.float32)

@@ -45,7 +45,9 @@ class FillConfig:
     block: pixels per side of one new Gaussian. footprint: Gaussian std as a fraction of its block.
     opacity: initial opacity of new Gaussians. fit_iters / fit_lr: the short optimisation (0 = off);
     fit_max_side: it renders the mask's bounding box at most this large (pixels, longer side).
-    background: colour behind the scene (0..1 RGB). backend: rasterizer backend.
+    background: colour behind the scene (0..1 RGB; None = the scene's ``metadata["background"]``, as trained).
+    antialiased: the mip-splatting filter (None = the scene's ``metadata["antialiased"]``).
+    backend: rasterizer backend.
     keep_free_space: new Gaussians standing in front of the surface that a training camera or an earlier fill
     camera saw are moved back along their ray (or dropped) (at most free_space_max_views sampled training
     cameras and as many nearest earlier fill cameras, rendered at free_space_side px on the longer side; "in front" = nearer than (1 - free_space_margin) times
@@ -63,7 +65,8 @@ class FillConfig:
     fit_iters: int = 10
     fit_lr: float = 0.03
     fit_max_side: int = 256
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    background: tuple[float, float, float] | None = None
+    antialiased: bool | None = None
     backend: str = "auto"
     max_gaussians: int = DEFAULT_MAX_GAUSSIANS
     keep_free_space: bool = True
@@ -171,13 +174,13 @@ class SeenSpace:
     """
 
     def __init__(self, gaussians: Gaussians, cameras: list[Cameras], margin: float = 0.1, side: int = 160,
-                 alpha_threshold: float = 0.5, backend: str = "auto"):
+                 alpha_threshold: float = 0.5, backend: str = "auto", antialiased: bool = False):
         self.margin = margin
         self.views = []
         for cam in cameras:
             s = min(1.0, side / max(int(cam.width[0]), int(cam.height[0])))
             c = cam.scaled(s) if s < 1.0 else cam
-            cov = render_coverage(gaussians, c, backend=backend)
+            cov = render_coverage(gaussians, c, backend=backend, antialiased=antialiased)
             depth = torch.from_numpy(np.where(cov.alpha >= alpha_threshold, cov.depth, 0.0).astype(np.float32))
             self.views.append((c, depth))
 
@@ -195,7 +198,7 @@ class SeenSpace:
             u, v = uf.floor().long().clamp(0, w - 1), vf.floor().long().clamp(0, h - 1)
             d = depth[v, u]
             bad |= (inside & (d > 0) & (z < (1.0 - self.margin) * d)).cpu()
-        return bad
+        return bad.to(points.device)  # on the points' device (the views are kept on the CPU)
 
 
 def push_out_of_seen_space(new: Gaussians, camera: Cameras, seen: SeenSpace,
@@ -252,12 +255,18 @@ def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "class
     if len(camera) != 1:
         raise SpatialvidError(f"fill_view: expected 1 camera, got {len(camera)}")
     camera.validate("fill camera")
+    from spatialvid.render.api import parse_background, render_settings
+
+    look = render_settings(scene)  # render as the scene was trained unless told otherwise
+    cfg = replace(cfg, background=look["background"] if cfg.background is None else parse_background(cfg.background),
+                  antialiased=look["antialiased"] if cfg.antialiased is None else bool(cfg.antialiased))
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
     t, tc = time.perf_counter(), time.process_time()
 
     g_all = scene.gaussians
-    cov = render_coverage(g_all, camera, background=cfg.background, backend=cfg.backend)
+    cov = render_coverage(g_all, camera, background=cfg.background, backend=cfg.backend,
+                          antialiased=cfg.antialiased)
     mask = unseen_mask(cov.alpha, cov.count, cfg.alpha_threshold, cfg.min_count, cfg.min_area, cfg.dilate)
     timings["coverage"] = time.perf_counter() - t
     cpu["coverage"] = time.process_time() - tc
@@ -307,7 +316,7 @@ def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "class
     new = new.to(g_all.device)
     new, rep = fit_new_gaussians(fixed, new, camera, target, mask, iters=cfg.fit_iters, lr=cfg.fit_lr,
                                  max_side=cfg.fit_max_side,
-                                 background=tuple(bg.tolist()), backend=cfg.backend)
+                                 background=tuple(bg.tolist()), backend=cfg.backend, antialiased=cfg.antialiased)
     timings["fit"] = time.perf_counter() - t
     cpu["fit"] = time.process_time() - tc
     # 5b. keep seen space empty: a new Gaussian in front of what a training camera or an earlier fill camera
@@ -317,7 +326,7 @@ def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "class
     moved = carved = 0
     if cfg.keep_free_space and len(new) and len(g_all):
         seen = SeenSpace(g_all, guard_cameras(scene, cfg.free_space_max_views, camera), cfg.free_space_margin,
-                         cfg.free_space_side, cfg.alpha_threshold, cfg.backend)
+                         cfg.free_space_side, cfg.alpha_threshold, cfg.backend, cfg.antialiased)
         new, moved, carved = push_out_of_seen_space(new, camera, seen)
     timings["free_space"] = time.perf_counter() - t
     cpu["free_space"] = time.process_time() - tc
@@ -325,7 +334,7 @@ def fill_view(scene, camera: Cameras, inpainter: str | Inpainter | None = "class
     new = new.with_sh_degree(g_all.sh_degree) if len(g_all) else new
     scene.gaussians = Gaussians.cat([g_all, new]) if len(g_all) else new
     got = scene.add_history(
-        "fill", camera=_camera_record(camera), added=len(new), moved_back=moved, dropped=carved, unseen_pixels=int(mask.sum()),
+        "fill", step_id=step, camera=_camera_record(camera), added=len(new), moved_back=moved, dropped=carved, unseen_pixels=int(mask.sum()),
         pixels=int(h * w), unseen_fraction=frac, inpainter=inp.name, texture_trust=getattr(inp, "last_trust", None),
         depth=dep.name, render_backend=cov.backend,
         fit={"iters": rep.iters, "loss_first": _finite_or_none(rep.loss_first),

@@ -42,7 +42,8 @@ def crop_camera(camera: Cameras, x0: int, y0: int, x1: int, y1: int) -> Cameras:
 
 def fit_new_gaussians(fixed: Gaussians, new: Gaussians, camera: Cameras, target: np.ndarray, mask: np.ndarray,
                       iters: int = 30, lr: float = 0.03, margin: int = 4, alpha_weight: float = 0.5,
-                      max_side: int = 256, background=(0.0, 0.0, 0.0), backend: str = "auto") -> tuple[Gaussians, FitReport]:
+                      max_side: int = 256, background=(0.0, 0.0, 0.0), backend: str = "auto",
+                      antialiased: bool = False) -> tuple[Gaussians, FitReport]:
     """Optimise ``new`` (returns an optimised copy); ``fixed`` is read only.
 
     Args:
@@ -100,7 +101,7 @@ def fit_new_gaussians(fixed: Gaussians, new: Gaussians, camera: Cameras, target:
     for it in range(iters):
         out = rasterize(means, quats, torch.cat([f_scales, torch.exp(p_ls)]),
                         torch.cat([f_op, torch.sigmoid(p_op)]), torch.cat([f_col, p_col]), viewmat, K,
-                        width, height, background=bg, backend=backend)
+                        width, height, background=bg, backend=backend, antialiased=antialiased)
         l1 = ((out.rgb - tgt).abs().sum(-1) * wl).sum() / wl.sum().clamp_min(1)
         la = ((1 - out.alpha) ** 2 * wm).sum() / wm.sum().clamp_min(1)
         loss = l1 + alpha_weight * la

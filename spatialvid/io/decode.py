@@ -123,8 +123,45 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+#: images larger than this (width x height, from the file header) are refused before decoding
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the image file's header, without decoding the pixels. Raises
+    :class:`SpatialvidError` for an empty or unreadable file and for one over :data:`MAX_IMAGE_PIXELS`
+    (a header can announce a size whose decoding would need gigabytes)."""
+    import re
+    import warnings
+
+    from PIL import Image
+
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise SpatialvidError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        n = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+        raise SpatialvidError(f"{path}: image too large to decode ({n} in its header; the limit is "
+                              f"{MAX_IMAGE_PIXELS:,})") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise SpatialvidError(f"{path}: cannot read this image (damaged file or unsupported format: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if w * h > MAX_IMAGE_PIXELS:
+        raise SpatialvidError(f"{path}: image too large to decode ({w}x{h} = {w * h:,} pixels in its header; "
+                              f"the limit is {MAX_IMAGE_PIXELS:,})")
+    return w, h
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 [H,W,3] (EXIF orientation applied); a clear error for unreadable files."""
+    """RGB uint8 [H,W,3] (EXIF orientation applied); a clear error for unreadable files, empty files and
+    headers announcing more than :data:`MAX_IMAGE_PIXELS` (checked before decoding)."""
+    image_size(path)
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
@@ -135,6 +172,8 @@ def read_image(path: str | Path) -> np.ndarray:
 def _open_video(path: Path):
     import av
 
+    if path.is_file() and path.stat().st_size == 0:
+        raise SpatialvidError(f"{path}: empty file (0 bytes), not a video")
     try:
         container = av.open(str(path))
     except Exception as e:  # av.error.* (InvalidDataError, ...), OSError

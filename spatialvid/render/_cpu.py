@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from spatialvid.errors import SpatialvidError
 from spatialvid.render import _torch_impl as ti
 from spatialvid.render import backend as _backend
 
@@ -91,8 +92,15 @@ class _Stages:
 
     @classmethod
     def intersect(cls, means2d, cov2d, opacities, radii, depths, width, height):
-        gids, offsets, boxes, radii = cls.ext_getter().intersect(means2d.detach(), cov2d, opacities.detach(), radii,
-                                                                 depths.detach(), width, height)
+        try:
+            gids, offsets, boxes, radii = cls.ext_getter().intersect(means2d.detach(), cov2d, opacities.detach(),
+                                                                     radii, depths.detach(), width, height)
+        except RuntimeError as e:  # the int32 guard of the tile lists: a one-line user error
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            if "tile intersections" in msg:
+                raise SpatialvidError(f"rasterize: {msg.removeprefix('spatialvid rasterizer: ')} "
+                                      f"({width}x{height}, {means2d.shape[0]:,} Gaussians)") from None
+            raise
         return gids, offsets, radii, boxes
 
     @classmethod

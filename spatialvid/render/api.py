@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,13 +84,21 @@ def parse_background(background) -> tuple[float, float, float]:
     return (vals[0], vals[1], vals[2])
 
 
+def render_settings(scene) -> dict[str, Any]:
+    """How ``scene`` was trained to look: ``{"background": (r, g, b) in 0..1, "antialiased": bool}`` from its
+    metadata (written by reconstruct; black and False for scenes that do not say)."""
+    meta = getattr(scene, "metadata", None) or {}
+    return {"background": parse_background(meta.get("background")), "antialiased": bool(meta.get("antialiased", False))}
+
+
 def render_scene(scene, camera, background=None, sh_degree: int | None = None, backend: str = "auto",
                  **kwargs) -> RenderResult:
     """Render ``scene`` (a :class:`~spatialvid.scene.Scene` or bare :class:`~spatialvid.gaussians.Gaussians`)
     from ``camera`` (a 1-camera :class:`~spatialvid.cameras.Cameras`; distortion is ignored: ideal pinhole).
 
     ``background``: see :func:`parse_background` (default: the scene's ``metadata["background"]`` or
-    black). ``sh_degree``: SH degree to evaluate (default: all stored). ``backend``: "auto" | "cpu" |
+    black); ``antialiased`` (a keyword argument) defaults to the scene's ``metadata["antialiased"]``, so a
+    scene renders the way it was trained and evaluated. ``sh_degree``: SH degree to evaluate (default: all stored). ``backend``: "auto" | "cpu" |
     "cuda" | "torch". Extra keyword arguments go to :func:`spatialvid.render.rasterize` (near, far,
     antialiased). Rendering is deterministic: the same inputs give bit-identical images.
     """
@@ -99,6 +108,7 @@ def render_scene(scene, camera, background=None, sh_degree: int | None = None, b
     if background is None:
         background = (getattr(scene, "metadata", None) or {}).get("background")
     bg = parse_background(background)
+    kwargs.setdefault("antialiased", render_settings(scene)["antialiased"])
     if not hasattr(camera, "viewmats"):
         raise SpatialvidError(f"render: camera must be a spatialvid Cameras object, got {type(camera).__name__}")
     if len(camera) != 1:

@@ -36,20 +36,28 @@ class SfmConfig:
     matcher: "auto" (exhaustive up to ``exhaustive_max`` images, else sequential + loop closure),
         "sequential" or "exhaustive". mapper: "incremental" (default) or "global" (GLOMAP in pycolmap).
     camera_model: COLMAP model of the estimated camera: "OPENCV" (fx fy cx cy k1 k2 p1 p2), "SIMPLE_RADIAL"
-        (f cx cy k), "RADIAL", "PINHOLE", or "auto": SIMPLE_RADIAL for a video (few parameters: stable on
-        short, low-resolution clips), OPENCV for a folder of photos. single_camera: share one camera between all images; None = yes for a video and for a
-        folder whose images all have the same size.
+        (f cx cy k), "RADIAL", "PINHOLE", or "auto": map with SIMPLE_RADIAL (principal point at the image
+        centre), then, for a shared camera, keep the model the data supports (SIMPLE_RADIAL, or with the
+        principal point refined, RADIAL or OPENCV; Bayesian information criterion, see
+        :mod:`spatialvid.sfm.camera_select`). single_camera: share one camera between all images; None = yes
+        for a video and for a folder whose images all have the same size.
     max_features: SIFT features per image; first_octave: -1 doubles the image first (more features, slower;
         None = -1 when the working long side is < 800 px, else 0).
     overlap: sequential neighbours matched per image; loop_closure / loop_candidates: retrieval pairs.
-    refine_principal_point: refine cx, cy in bundle adjustment (shared camera and >= 10 images only);
-        None = only with the OPENCV model (photos often have an off-centre principal point; for a short
-        video clip refining it mostly trades rotation error for reprojection error).
+    refine_principal_point: refine cx, cy during mapping (shared camera and >= 10 images only); None = only
+        with an explicit OPENCV model ("auto" decides after mapping instead: on small-baseline captures
+        refining it trades rotation error for nothing).
     min_registered_fraction: fail when fewer than this fraction of keyframes is registered.
     blur_threshold: see :class:`spatialvid.io.KeyframeConfig`. num_threads: -1 = all cores. seed: RANSAC seed.
-    max_panoramic_fraction: before mapping, fail with a plain message when more than this fraction of the
-        verified image pairs is explained by a pure rotation (COLMAP's PANORAMIC / PLANAR_OR_PANORAMIC).
+    max_panoramic_fraction: when more than this fraction of the verified image pairs is explained by one
+        homography (COLMAP's PANORAMIC / PLANAR / PLANAR_OR_PANORAMIC), test for a pure rotation before mapping
+        (:func:`rotation_test`) and fail with a plain message only when it is one; a flat scene is mapped.
+    rotation_threshold: largest rotation residual (dimensionless, ~ baseline / plane distance) that counts as
+        a pure rotation.
     min_model_points: a model with fewer sparse points counts as a failed reconstruction.
+    retries: when the mapper fails, splits or registers fewer than ``retry_below`` of the images, retry
+        (:func:`map_with_retries`; exhaustive matching is added only up to ``retry_exhaustive_max`` images);
+        for a video, a last retry selects twice as many keyframes.
     """
 
     max_frames: int = 150
@@ -71,7 +79,11 @@ class SfmConfig:
     seed: int = 0
     progress: bool = True
     max_panoramic_fraction: float = 0.98
+    rotation_threshold: float = 0.1
     min_model_points: int = 20
+    retries: bool = True
+    retry_below: float = 0.9
+    retry_exhaustive_max: int = 300
 
     def validate(self) -> None:
         if self.matcher not in ("auto", "sequential", "exhaustive"):
@@ -85,22 +97,24 @@ class SfmConfig:
             raise SpatialvidError(f"max_frames must be at least 3 (got {self.max_frames})")
 
     def resolved(self, kind: str) -> SfmConfig:
-        """A copy with "auto" camera model / principal-point refinement decided for a source kind."""
+        """A copy with the principal-point refinement during mapping decided (the same for every source
+        kind: a video and a folder of photos are mapped alike; "auto" stays "auto")."""
         from dataclasses import replace
 
-        model = self.camera_model
-        if model == "auto":
-            model = "SIMPLE_RADIAL" if kind == "video" else "OPENCV"
         pp = self.refine_principal_point
         if pp is None:
-            pp = model == "OPENCV"
-        return replace(self, camera_model=model, refine_principal_point=pp)
+            pp = self.camera_model == "OPENCV"
+        return replace(self, refine_principal_point=pp)
 
-    def keyframe_config(self):
+    def keyframe_config(self, denser: bool = False):
+        """Ingest settings; ``denser``: twice the keyframes, at half the minimum motion between them."""
         from spatialvid.io.keyframes import KeyframeConfig
 
-        return KeyframeConfig(max_frames=self.max_frames, resolution=self.resolution,
-                              blur_threshold=self.blur_threshold)
+        kc = KeyframeConfig(max_frames=self.max_frames, resolution=self.resolution,
+                            blur_threshold=self.blur_threshold)
+        if denser:
+            kc.max_frames, kc.min_motion = 2 * kc.max_frames, 0.5 * kc.min_motion
+        return kc
 
 
 @dataclass
@@ -112,6 +126,8 @@ class SfmRun:
     timings: dict[str, float] = field(default_factory=dict)
     num_pairs: int = 0
     notes: list[str] = field(default_factory=list)
+    camera_selection: dict | None = None  # ModelChoice.to_dict() when camera_model == "auto" chose the model
+    tried: list[str] = field(default_factory=list)
 
 
 def _num_threads(n: int) -> int:
@@ -327,7 +343,7 @@ def extract(db: Path, image_dir: Path, names: list[str], config: SfmConfig, sing
         ro.camera_model = known_camera.model_name
         ro.camera_params = ",".join(repr(float(v)) for v in known_camera.params)
     else:
-        ro.camera_model = config.camera_model if config.camera_model != "auto" else "OPENCV"
+        ro.camera_model = config.camera_model if config.camera_model != "auto" else "SIMPLE_RADIAL"
     eo = pycolmap.FeatureExtractionOptions()
     eo.num_threads = _num_threads(config.num_threads)
     eo.sift.max_num_features = int(config.max_features)
@@ -376,23 +392,115 @@ def match(db: Path, names: list[str], work: Path, config: SfmConfig, ordered: bo
 
 
 def panoramic_fraction(db: Path, min_pairs: int = 6) -> float | None:
-    """Fraction of verified image pairs that COLMAP's two-view geometry classifies as PANORAMIC or
-    PLANAR_OR_PANORAMIC (one homography explains the matches: no parallax between the two views).
-    Close to 1 for a camera that only rotates; None with fewer than ``min_pairs`` verified pairs."""
+    """Fraction of verified image pairs that COLMAP's two-view geometry explains by one homography
+    (PANORAMIC, PLANAR or PLANAR_OR_PANORAMIC). Close to 1 for a camera that only rotates *and* for a
+    moving camera that films mostly one flat surface (see :func:`rotation_test`, which tells them apart);
+    None with fewer than ``min_pairs`` verified pairs."""
+    flat, other = _homography_pairs(db)
+    n = len(flat) + other
+    return None if n < min_pairs else len(flat) / n
+
+
+def _homography_pairs(db: Path):
+    """([(image_id1, image_id2, H 3x3)] of the pairs one homography explains, number of other verified pairs)."""
     import pycolmap
 
     C = pycolmap.TwoViewGeometryConfiguration
-    flat = {int(C.PANORAMIC), int(C.PLANAR_OR_PANORAMIC)}
+    flat_cfg = {int(C.PANORAMIC), int(C.PLANAR_OR_PANORAMIC), int(C.PLANAR)}
     skip = {int(C.UNDEFINED), int(C.DEGENERATE), int(C.WATERMARK)}
     with pycolmap.Database.open(str(db)) as database:
-        _, geoms = database.read_two_view_geometries()
-    cfgs = [int(g.config) for g in geoms if int(g.config) not in skip and len(g.inlier_matches) > 0]
-    if len(cfgs) < min_pairs:
+        pair_ids, geoms = database.read_two_view_geometries()
+    flat, other = [], 0
+    for pid, g in zip(pair_ids, geoms):
+        c = int(g.config)
+        if c in skip or len(g.inlier_matches) == 0:
+            continue
+        H = np.asarray(g.H, np.float64)
+        if c in flat_cfg and np.isfinite(H).all() and abs(np.linalg.det(H)) > 1e-12:
+            i1, i2 = pycolmap.pair_id_to_image_pair(int(pid))
+            flat.append((int(i1), int(i2), H))
+        else:
+            other += 1
+    return flat, other
+
+
+def rotation_deviation(H: np.ndarray, K1: np.ndarray, K2: np.ndarray | None = None) -> float:
+    """How far the homography H (pixels, image 1 -> image 2) is from a pure rotation seen by intrinsics K1,
+    K2: ``Hn = K2^-1 H K1`` of a rotation has equal singular values; a plane seen from two camera centres
+    (``Hn ~ R + t n^T / d``) does not. Returns ``s_max / s_min - 1`` (0 for a rotation; of the order of the
+    baseline over the plane distance otherwise)."""
+    K2 = K1 if K2 is None else K2
+    s = np.linalg.svd(np.linalg.inv(K2) @ H @ K1, compute_uv=False)
+    return float(s[0] / max(s[2], 1e-12) - 1.0)
+
+
+@dataclass
+class RotationTest:
+    """Result of :func:`rotation_test`. residual: the ``percentile``-th percentile over the pairs of
+    :func:`rotation_deviation` at the focal length ``focal`` (pixels) that minimises it; rotation: below
+    ``threshold`` (every pair looks like a pure rotation of one camera). frames: image names whose pairs all
+    look like pure rotations."""
+
+    residual: float
+    focal: float
+    rotation: bool
+    pairs: int
+    frames: list[str]
+
+
+def rotation_test(db: Path, threshold: float = 0.1, percentile: float = 80.0,
+                  focal_range: tuple[float, float] = (0.3, 3.0)) -> RotationTest | None:
+    """Tell a camera that only rotates (PANORAMIC) from one that moves over a flat surface (PLANAR) when
+    one homography explains the matches of most image pairs: a rotation's homographies are all
+    ``K R K^-1`` for one intrinsics K, a plane's are not. The focal length is unknown, so it is searched
+    (``focal_range`` x the image's long side; principal point at the image centre) for the value that makes
+    the homographies most rotation-like. None when no pair has a homography."""
+    import pycolmap
+
+    flat, _ = _homography_pairs(db)
+    if not flat:
         return None
-    return sum(c in flat for c in cfgs) / len(cfgs)
+    with pycolmap.Database.open(str(db)) as database:
+        images = {im.image_id: im for im in database.read_all_images()}
+        cams = {c.camera_id: c for c in database.read_all_cameras()}
+
+    def K_of(iid: int, scale: float) -> np.ndarray:
+        cam = cams[images[iid].camera_id]
+        f = scale * max(cam.width, cam.height)
+        return np.array([[f, 0, cam.width / 2.0], [0, f, cam.height / 2.0], [0, 0, 1.0]])
+
+    def devs(scale: float) -> np.ndarray:
+        return np.array([rotation_deviation(H, K_of(i1, scale), K_of(i2, scale)) for i1, i2, H in flat])
+
+    grid = np.geomspace(focal_range[0], focal_range[1], 61)
+    scores = [float(np.percentile(devs(g), percentile)) for g in grid]
+    k = int(np.argmin(scores))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    for _ in range(20):  # golden-section refinement of the focal scale around the grid minimum
+        a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+        if np.percentile(devs(a), percentile) < np.percentile(devs(b), percentile):
+            hi = b
+        else:
+            lo = a
+    best = 0.5 * (lo + hi)
+    d = devs(best)
+    resid = float(np.percentile(d, percentile))
+    per_image: dict[int, list[float]] = {}
+    for (i1, i2, _), v in zip(flat, d):
+        per_image.setdefault(i1, []).append(v)
+        per_image.setdefault(i2, []).append(v)
+    from spatialvid.io.decode import natural_key
+
+    frames = sorted((images[i].name for i, v in per_image.items() if np.median(v) < threshold), key=natural_key)
+    f = best * max(next(iter(cams.values())).width, next(iter(cams.values())).height)
+    return RotationTest(resid, float(f), resid < threshold, len(flat), frames)
 
 
-def map_incremental(db: Path, image_dir: Path, out: Path, config: SfmConfig, refine_pp: bool):
+def map_incremental(db: Path, image_dir: Path, out: Path, config: SfmConfig, refine_pp: bool,
+                    relaxed: bool = False, init_pair: tuple[int, int] | None = None):
+    """COLMAP's incremental mapper. ``relaxed``: accept weaker initial pairs and registrations
+    (init_min_num_inliers 100 -> 40, init_min_tri_angle 16 -> 6 deg, abs_pose_min_num_inliers 30 -> 15, more
+    initialisation trials); ``init_pair``: start from these two image ids."""
     import pycolmap
 
     opt = pycolmap.IncrementalPipelineOptions()
@@ -400,14 +508,28 @@ def map_incremental(db: Path, image_dir: Path, out: Path, config: SfmConfig, ref
     opt.random_seed = int(config.seed)
     opt.ba_refine_principal_point = bool(refine_pp)
     opt.min_model_size = 3
+    if relaxed:
+        opt.mapper.init_min_num_inliers = 40
+        opt.mapper.init_min_tri_angle = 6.0
+        opt.mapper.abs_pose_min_num_inliers = 15
+        opt.mapper.abs_pose_min_inlier_ratio = 0.15
+        opt.init_num_trials = 400
+    if init_pair is not None:
+        opt.init_image_id1, opt.init_image_id2 = int(init_pair[0]), int(init_pair[1])
     with _quiet():
         return pycolmap.incremental_mapping(db, image_dir, out, options=opt)
+
+
+def has_global_mapper() -> bool:
+    import pycolmap
+
+    return hasattr(pycolmap, "global_mapping") and hasattr(pycolmap, "GlobalPipelineOptions")
 
 
 def map_global(db: Path, image_dir: Path, out: Path, config: SfmConfig):
     import pycolmap
 
-    if not hasattr(pycolmap, "global_mapping"):
+    if not has_global_mapper():
         raise SpatialvidError("the installed pycolmap has no global mapper; use --mapper incremental")
     opt = pycolmap.GlobalPipelineOptions()
     opt.num_threads = _num_threads(config.num_threads)
@@ -416,11 +538,216 @@ def map_global(db: Path, image_dir: Path, out: Path, config: SfmConfig):
         return pycolmap.global_mapping(db, image_dir, out, options=opt)
 
 
+class MappingError(SpatialvidError):
+    """The mapper could not register enough frames after every retry; ``tried`` lists the attempts."""
+
+    def __init__(self, reason: str, tried: list[str], missing: list[str]):
+        super().__init__(reason + (". Tried: " + "; ".join(tried) if tried else ""))
+        self.reason = reason
+        self.tried = list(tried)
+        self.missing = list(missing)
+
+
+def _registered_names(rec) -> set[str]:
+    return {im.name for im in rec.images.values() if im.has_pose}
+
+
+def _good_models(recs, config: SfmConfig) -> list:
+    return sorted((r for r in dict(recs or {}).values()
+                   if r.num_reg_images() >= 3 and r.num_points3D() >= config.min_model_points),
+                  key=lambda r: -r.num_reg_images())
+
+
+def merge_models(recs: list, db: Path, image_dir: Path, work: Path, min_common: int = 3):
+    """Merge split models into the largest where they share >= ``min_common`` registered images.
+
+    Each other model is mapped into the largest one's world by the similarity (Umeyama) between the camera
+    centres of the shared images; the images it adds keep their (transformed) poses and their model's
+    intrinsics. The merged poses are then re-triangulated from the database matches (pycolmap
+    ``triangulate_points``) and bundle adjusted. Returns (reconstruction, number of models merged in), or
+    (largest, 0) when no model overlaps enough (or the merge fails)."""
+    import pycolmap
+
+    from spatialvid.sfm.align import umeyama
+
+    base = recs[0]
+
+    def poses(rec):
+        out = {}
+        for im in rec.images.values():
+            if im.has_pose:
+                m = np.asarray(im.cam_from_world().matrix(), np.float64)
+                out[im.name] = (m[:3, :3], m[:3, 3], rec.cameras[im.camera_id])
+        return out
+
+    merged = poses(base)
+    used = 0
+    remaining = list(recs[1:])
+    progress = True
+    while remaining and progress:  # a model may overlap the base only after another one is merged in
+        progress = False
+        for rec in list(remaining):
+            p = poses(rec)
+            common = [n for n in p if n in merged]
+            if len(common) < min_common:
+                continue
+            src = np.array([-p[n][0].T @ p[n][1] for n in common])  # centres in rec's world
+            dst = np.array([-merged[n][0].T @ merged[n][1] for n in common])
+            try:
+                sc, R, t = umeyama(src, dst)
+            except SpatialvidError:
+                continue
+            for n, (Ri, ti, cam) in p.items():
+                if n in merged:
+                    continue
+                c = sc * R @ (-Ri.T @ ti) + t  # centre in the base world
+                Rn = Ri @ R.T
+                merged[n] = (Rn, -Rn @ c, cam)
+            remaining.remove(rec)
+            used += 1
+            progress = True
+    if not used:
+        return base, 0
+    try:
+        rec = pycolmap.Reconstruction()
+        with pycolmap.Database.open(str(db)) as database:
+            db_images = {im.name: im for im in database.read_all_images()}
+            added = set()
+            for n, (_, _, cam) in merged.items():
+                cid = db_images[n].camera_id
+                if cid in added:
+                    continue
+                new = pycolmap.Camera(model=cam.model_name, width=cam.width, height=cam.height,
+                                      params=list(cam.params), camera_id=cid)
+                database.update_camera(new)
+                rec.add_camera_with_trivial_rig(new)
+                added.add(cid)
+        for n, (Ri, ti, _) in merged.items():
+            dbi = db_images[n]
+            img = pycolmap.Image(name=n, camera_id=dbi.camera_id, image_id=dbi.image_id)
+            rec.add_image_with_trivial_frame(img, pycolmap.Rigid3d(np.concatenate([Ri, ti[:, None]], 1)))
+        tri = work / "merged"
+        shutil.rmtree(tri, ignore_errors=True)
+        tri.mkdir(parents=True)
+        with _quiet():
+            rec = pycolmap.triangulate_points(rec, str(db), str(image_dir), str(tri))
+            pycolmap.bundle_adjustment(rec, pycolmap.BundleAdjustmentOptions())
+        rec.extract_colors_for_all_images(str(image_dir))
+    except Exception:  # keep the largest model rather than fail on a merge
+        return base, 0
+    return rec, used
+
+
+def _init_pairs(db: Path, k: int = 2) -> list[tuple[int, int]]:
+    """Candidate initial pairs: the pairs with the most inlier matches among those a homography does not
+    explain (parallax), else among all; at most ``k``, spread over the sequence."""
+    import pycolmap
+
+    C = pycolmap.TwoViewGeometryConfiguration
+    flat_cfg = {int(C.PANORAMIC), int(C.PLANAR_OR_PANORAMIC), int(C.PLANAR)}
+    bad = {int(C.UNDEFINED), int(C.DEGENERATE), int(C.WATERMARK)}
+    with pycolmap.Database.open(str(db)) as database:
+        pair_ids, geoms = database.read_two_view_geometries()
+    rows = []
+    for pid, g in zip(pair_ids, geoms):
+        c = int(g.config)
+        if c in bad:
+            continue
+        i1, i2 = pycolmap.pair_id_to_image_pair(int(pid))
+        rows.append((c not in flat_cfg, len(g.inlier_matches), int(i1), int(i2)))
+    rows.sort(reverse=True)
+    out: list[tuple[int, int]] = []
+    for _, _, i1, i2 in rows:
+        if all(min(abs(i1 - a), abs(i1 - b)) > 2 for a, b in out):  # not next to a pair already chosen
+            out.append((i1, i2))
+        if len(out) >= k:
+            break
+    return out
+
+
+def map_with_retries(db: Path, image_dir: Path, work: Path, names: list[str], config: SfmConfig,
+                     refine_pp: bool, exhaustive_done: bool, timings: dict[str, float] | None = None):
+    """Map, and when the mapper fails, registers too few images or splits them into several models, retry:
+    relaxed initialisation, other initial pairs, exhaustive matching added to the sequential pairs, the
+    global mapper (when pycolmap has it). Split models are merged where they overlap. Stops at the first
+    attempt that registers >= ``config.retry_below`` of the images in one model.
+
+    Returns (reconstruction, tried: one line per attempt, number of models in the best attempt)."""
+    import pycolmap
+
+    n = len(names)
+    model_dir = work / "models"
+    tried: list[str] = []
+    best = (None, -1, 0)  # (rec, registered, models)
+
+    def attempt(label: str, fn) -> bool:
+        nonlocal best
+        shutil.rmtree(model_dir, ignore_errors=True)
+        model_dir.mkdir(parents=True)
+        t0 = time.perf_counter()
+        try:
+            models = _good_models(fn(), config)
+        except SpatialvidError:
+            raise
+        except Exception as e:  # a COLMAP failure is one failed attempt, not a crash
+            tried.append(f"{label}: failed ({type(e).__name__})")
+            return False
+        rec, k, merged = None, 0, 0
+        if models:
+            rec, merged = merge_models(models, db, image_dir, work) if len(models) > 1 else (models[0], 0)
+            k = len(_registered_names(rec) & set(names))
+        desc = f"{k}/{n} images registered"
+        if len(models) > 1:
+            desc += f" in {len(models)} models" + (f" ({merged + 1} merged)" if merged else "")
+        tried.append(f"{label}: {desc} ({time.perf_counter() - t0:.0f} s)")
+        left = len(models) - merged
+        if rec is not None and (k > best[1] or (k == best[1] and left < best[2])):
+            best = (rec, k, left)
+        return rec is not None and k >= config.retry_below * n and left <= 1
+
+    primary = "global" if config.mapper == "global" else "incremental"
+    if primary == "global":
+        ok = attempt("global mapper", lambda: map_global(db, image_dir, model_dir, config))
+    else:
+        ok = attempt("incremental mapper", lambda: map_incremental(db, image_dir, model_dir, config, refine_pp))
+    if not ok and config.retries:
+        ok = attempt("incremental, relaxed initialisation",
+                     lambda: map_incremental(db, image_dir, model_dir, config, refine_pp, relaxed=True))
+        if not ok:
+            with pycolmap.Database.open(str(db)) as database:
+                id_name = {im.image_id: im.name for im in database.read_all_images()}
+            for pair in _init_pairs(db):
+                ok = attempt(f"incremental from the pair {id_name[pair[0]]}, {id_name[pair[1]]}",
+                             lambda pair=pair: map_incremental(db, image_dir, model_dir, config, refine_pp,
+                                                              relaxed=True, init_pair=pair))
+                if ok:
+                    break
+        if not ok and not exhaustive_done and n <= config.retry_exhaustive_max:
+            t0 = time.perf_counter()
+            mo = pycolmap.FeatureMatchingOptions()
+            mo.num_threads = _num_threads(config.num_threads)
+            vo = pycolmap.TwoViewGeometryOptions()
+            vo.ransac.random_seed = int(config.seed)
+            with _quiet():  # pairs already matched are skipped
+                pycolmap.match_exhaustive(db, matching_options=mo, verification_options=vo,
+                                          device=pycolmap.Device.cpu)
+            if timings is not None:
+                timings["match_exhaustive"] = time.perf_counter() - t0
+            ok = attempt("exhaustive matching + incremental, relaxed",
+                         lambda: map_incremental(db, image_dir, model_dir, config, refine_pp, relaxed=True))
+        if not ok and primary != "global" and has_global_mapper():
+            ok = attempt("global mapper", lambda: map_global(db, image_dir, model_dir, config))
+    return best[0], tried, best[2]
+
+
 def run_colmap(image_dir: str | Path, names: list[str], work_dir: str | Path, config: SfmConfig,
                single_camera: bool = True, ordered: bool = True, working_long_side: int | None = None) -> SfmRun:
     """Extract, match and map ``names`` (files in ``image_dir``); return the largest reconstruction.
 
-    Raises :class:`SpatialvidError` when nothing can be reconstructed (with a hint about parallax)."""
+    Before mapping, a clip whose image pairs are (nearly) all one homography is tested for a pure rotation
+    (:func:`rotation_test`): a camera that only rotates is refused with the frames named; a camera moving
+    over a flat surface goes on to the mapper. Mapping retries as in :func:`map_with_retries`. Raises
+    :class:`SpatialvidError` when nothing can be reconstructed (:class:`MappingError` lists the attempts)."""
     import pycolmap
 
     config.validate()
@@ -431,7 +758,8 @@ def run_colmap(image_dir: str | Path, names: list[str], work_dir: str | Path, co
         if p.exists():
             p.unlink()
     pycolmap.set_random_seed(int(config.seed))
-    timings = {}
+    timings: dict[str, float] = {}
+    notes: list[str] = []
     t0 = time.perf_counter()
     extract(db, image_dir, names, config, single_camera, working_long_side=working_long_side)
     timings["extract"] = time.perf_counter() - t0
@@ -440,31 +768,48 @@ def run_colmap(image_dir: str | Path, names: list[str], work_dir: str | Path, co
     timings["match"] = time.perf_counter() - t0
     pano = panoramic_fraction(db)
     if pano is not None and pano > config.max_panoramic_fraction:
-        raise SpatialvidError(
-            f"no parallax between the frames: {100 * pano:.0f}% of the matched image pairs are explained by a "
-            "pure rotation (one homography). The camera only rotates or stands still (or films one flat "
-            "surface), and a pure rotation cannot be reconstructed in 3D: film while moving sideways around "
-            "or along the scene")
+        rt = rotation_test(db, config.rotation_threshold)
+        if rt is not None and rt.rotation:
+            frames = rt.frames or list(names)
+            where = (f"all {len(names)} frames ({names[0]} ... {names[-1]})" if len(frames) == len(names)
+                     else f"frames {_list_names(frames)}")
+            raise SpatialvidError(
+                f"no parallax between the frames: the camera only rotates (or stands still). {100 * pano:.0f}% of "
+                f"the matched image pairs are explained by one homography, and all of them by a pure rotation of "
+                f"one camera (residual {rt.residual:.3f} < {config.rotation_threshold}, focal ~{rt.focal:.0f} px) "
+                f"in {where}. A pure rotation cannot be reconstructed in 3D: film while "
+                "moving sideways around or along the scene")
+        if rt is not None:
+            notes.append(f"{100 * pano:.0f}% of the matched image pairs are explained by one homography, but the "
+                         f"camera moves (a flat surface dominates: rotation residual {rt.residual:.2f} >= "
+                         f"{config.rotation_threshold}); mapping as a planar scene")
     t0 = time.perf_counter()
-    model_dir = work / "models"
-    shutil.rmtree(model_dir, ignore_errors=True)
-    model_dir.mkdir()
     refine_pp = bool(config.refine_principal_point) and single_camera and len(names) >= 10
-    if config.mapper == "global":
-        recs = map_global(db, image_dir, model_dir, config)
-    else:
-        recs = map_incremental(db, image_dir, model_dir, config, refine_pp)
-    timings["map"] = time.perf_counter() - t0
-    recs = {k: r for k, r in dict(recs or {}).items()
-            if r.num_reg_images() >= 3 and r.num_points3D() >= config.min_model_points}
-    if not recs:
-        raise SpatialvidError(_no_model_message(db, len(names)))
-    best = max(recs.values(), key=lambda r: r.num_reg_images())
-    run = SfmRun(best, db, timings, npairs)
-    if len(recs) > 1:
-        run.notes.append(f"SfM split the images into {len(recs)} separate models; kept the largest "
-                         f"({best.num_reg_images()} images)")
+    exhaustive = config.matcher == "exhaustive" or (config.matcher == "auto" and len(names) <= config.exhaustive_max)
+    rec, tried, models = map_with_retries(db, image_dir, work, names, config, refine_pp, exhaustive, timings)
+    timings["map"] = time.perf_counter() - t0 - timings.get("match_exhaustive", 0.0)
+    if rec is None:
+        raise MappingError(_no_model_message(db, len(names)), tried, list(names))
+    selection = None
+    if config.camera_model == "auto" and len(rec.cameras) == 1:
+        from spatialvid.sfm.camera_select import select_camera_model
+
+        t1 = time.perf_counter()
+        rec, choice = select_camera_model(rec, config.num_threads)
+        selection = choice.to_dict()
+        timings["camera_model"] = time.perf_counter() - t1
+    run = SfmRun(rec, db, timings, npairs, notes, camera_selection=selection, tried=tried)
+    if len(tried) > 1:
+        run.notes.append("mapper retries: " + "; ".join(tried))
+    if models > 1:
+        run.notes.append(f"SfM split the images into {models} separate models that do not overlap; kept the "
+                         f"largest ({rec.num_reg_images()} images)")
     return run
+
+
+def _list_names(names: list[str], k: int = 12) -> str:
+    s = ", ".join(names[:k])
+    return s + (f" ... (+{len(names) - k} more)" if len(names) > k else "")
 
 
 def _no_model_message(db: Path, n: int) -> str:

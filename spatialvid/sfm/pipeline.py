@@ -182,14 +182,16 @@ def _finish(rec, keyframes, ingest, out_dir: Path, work: Path, config: SfmConfig
 
 
 def _registration_check(rec, keyframes, config: SfmConfig, notes: list[str]) -> None:
+    from spatialvid.sfm.colmap_sfm import MappingError
+
     names = [k.name for k in keyframes]
     reg = {im.name for im in rec.images.values() if im.has_pose}
     missing = [n for n in names if n not in reg]
     if len(names) - len(missing) < max(3, config.min_registered_fraction * len(names)):
-        raise SpatialvidError(
-            f"structure from motion registered only {len(names) - len(missing)} of {len(names)} frames "
-            f"(not registered: {_list(missing)}). Try more frames (--max-frames, so neighbouring frames overlap "
-            "more) or a higher --resolution; a camera that only rotates or barely moves cannot be reconstructed")
+        msg = (f"structure from motion registered only {len(names) - len(missing)} of {len(names)} frames "
+               f"(not registered: {_list(missing)}). Try more frames (--max-frames, so neighbouring frames overlap "
+               "more) or a higher --resolution; a camera that only rotates or barely moves cannot be reconstructed")
+        raise MappingError(msg, [], missing)
     if missing:
         msg = (f"{len(missing)} of {len(names)} frames could not be registered and were dropped "
                f"({_list(missing)}); continuing with {len(names) - len(missing)}")
@@ -213,44 +215,109 @@ def _parallax_check(rec) -> None:
             "sideways around or along the scene")
 
 
+def _no_output_on_error(fn):
+    """If ``fn`` fails (bad input found while ingesting, failed registration, ...) and its ``out_dir`` did
+    not exist before, remove what it created there: bad input leaves nothing written."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out = Path(sig.bind(*args, **kwargs).arguments["out_dir"])
+        existed = out.exists()
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+    return wrapper
+
+
+@_no_output_on_error
 def run_sfm(input_path: str | Path, out_dir: str | Path, config: SfmConfig | None = None,
             save: bool = True):
     """Ingest a video or image folder, run SfM and return a :class:`~spatialvid.scene.Scene`.
 
     ``input_path``: video file (mp4/mov/webm/mkv...) or folder of images. ``out_dir``: the scene folder (see
     the module docstring; also written with ``Scene.save`` when ``save``). Raises
-    :class:`~spatialvid.errors.SpatialvidError` with a plain message on bad input or failed reconstruction.
+    :class:`~spatialvid.errors.SpatialvidError` with a plain message on bad input or failed reconstruction;
+    then a folder that this call created (or found empty) is left as it was: nothing is written.
     Partial registration (>= ``config.min_registered_fraction``) continues without the dropped frames
-    (listed in ``scene.metadata["sfm"]["dropped"]`` and warned about).
+    (listed in ``scene.metadata["sfm"]["dropped"]`` and warned about). When mapping fails for a video, the
+    keyframes are selected again twice as densely and mapping is retried once (``config.retries``).
     """
-    from spatialvid.io.keyframes import ingest
-
     config = config or SfmConfig()
     config.validate()
     src = _check_input(input_path)
     out_dir = Path(out_dir)
+    existed = out_dir.exists()
+    empty = not existed or (out_dir.is_dir() and not any(out_dir.iterdir()))
+    try:
+        return _run_sfm(src, out_dir, config, save)
+    except SpatialvidError:
+        if empty and out_dir.is_dir():  # leave no partial output behind
+            if existed:
+                for p in list(out_dir.iterdir()):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            else:
+                shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _run_sfm(src: Path, out_dir: Path, config: SfmConfig, save: bool):
+    from spatialvid.io.keyframes import ingest
+    from spatialvid.sfm.colmap_sfm import MappingError
+
     work, kf_dir = _prepare_out(out_dir, src)
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    ing = ingest(src, kf_dir, config.keyframe_config(), progress=config.progress)
-    timings["ingest"] = time.perf_counter() - t0
-    timings.update({f"ingest_{k}": v for k, v in ing.timings.items()})
-    kfs = ing.keyframes
-    if len(kfs) < 3:
-        raise SpatialvidError(f"{src}: only {len(kfs)} usable frames; at least 3 are needed")
-    single = _single_camera(config, ing.source.kind, kfs)
-    config = config.resolved(ing.source.kind)
-    long_side = max(kfs[0].width, kfs[0].height)
-    run = run_colmap(kf_dir, [k.name for k in kfs], work, config, single_camera=single,
-                     ordered=ing.source.kind == "video",
-                     working_long_side=long_side)
+    tried: list[str] = []
+    denser = False
+    while True:
+        t0 = time.perf_counter()
+        ing = ingest(src, kf_dir, config.keyframe_config(denser), progress=config.progress)
+        timings["ingest"] = time.perf_counter() - t0
+        timings.update({f"ingest_{k}": v for k, v in ing.timings.items()})
+        kfs = ing.keyframes
+        if len(kfs) < 3:
+            raise SpatialvidError(f"{src}: only {len(kfs)} usable frames; at least 3 are needed")
+        single = _single_camera(config, ing.source.kind, kfs)
+        cfg = config.resolved(ing.source.kind)
+        long_side = max(kfs[0].width, kfs[0].height)
+        notes = list(ing.notes)
+        prefix = f"{len(kfs)} keyframes, "
+        try:
+            run = run_colmap(kf_dir, [k.name for k in kfs], work, cfg, single_camera=single,
+                             ordered=ing.source.kind == "video", working_long_side=long_side)
+        except MappingError as e:
+            tried += [prefix + t for t in e.tried]
+            err = e
+        else:
+            tried += [prefix + t for t in run.tried]
+            try:
+                _registration_check(run.reconstruction, kfs, cfg, notes)
+                break
+            except MappingError as e:
+                err = e
+        if denser or not config.retries or ing.source.kind != "video":
+            raise MappingError(err.reason, tried if len(tried) > 1 else [], err.missing) from None
+        denser = True  # last retry: twice as many keyframes
+        shutil.rmtree(kf_dir, ignore_errors=True)
+        kf_dir.mkdir(parents=True)
+    config = cfg
     timings.update(run.timings)
-    notes = list(ing.notes) + list(run.notes)
+    notes += list(run.notes)
+    if denser:
+        notes.append(f"mapping failed with the first keyframe selection; retried with {len(kfs)} keyframes. "
+                     "Tried: " + "; ".join(tried))
     if ing.dropped_blurry:
         notes.append(f"{ing.dropped_blurry} blurry or blank frames were not used as keyframes")
-    _registration_check(run.reconstruction, kfs, config, notes)
     _parallax_check(run.reconstruction)
-    extra = {"notes": notes, "num_pairs": run.num_pairs, "single_camera": single, "known_poses": False}
+    extra = {"notes": notes, "num_pairs": run.num_pairs, "single_camera": single, "known_poses": False,
+             "camera_selection": run.camera_selection, "mapper_attempts": tried}
     return _finish(run.reconstruction, kfs, ing, out_dir, work, config, timings, ing.source.kind, str(src),
                    extra, save)
 
@@ -269,6 +336,7 @@ def load_poses(poses_path: str | Path) -> Cameras:
     return read_transforms(p)
 
 
+@_no_output_on_error
 def scene_from_known_poses(input_path: str | Path, poses: str | Path | Cameras, out_dir: str | Path,
                            config: SfmConfig | None = None, save: bool = True):
     """Like :func:`run_sfm` but with known cameras (skips pose estimation).

@@ -84,6 +84,7 @@ class TrainConfig:
     pose_refine_start: int = 500
     # ---- rendering / io ----
     backend: str = "auto"              # rasterizer backend: auto | cpu | cuda | torch
+    device: str = "auto"               # where parameters, images and optimiser state live: auto | cpu | cuda[:N]
     eval_every: int = 0                # steps between held-out evaluations during training (0 = end only)
     checkpoint_every: int = 1000       # steps between checkpoints (0 = only at the end)
     log_every: int = 50
@@ -114,6 +115,9 @@ class TrainConfig:
             raise SpatialvidError("max_gaussians must be >= 1")
         if not 0 <= self.ssim_lambda <= 1:
             raise SpatialvidError("ssim_lambda must be in 0..1")
+        d = str(self.device).lower()
+        if d not in ("auto", "cpu", "cuda") and not d.startswith("cuda:"):
+            raise SpatialvidError(f"device must be auto, cpu or cuda[:N] (got {self.device!r})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -187,7 +191,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training config fields (override the preset; defaults shown are built-in)")
     defaults = TrainConfig()
     for name, typ in field_types().items():
-        if name in ("steps", "backend"):  # added explicitly by the command
+        if name in ("steps", "backend", "device"):  # added explicitly by the command
             continue
         flag = "--" + name.replace("_", "-")
         metavar = "BOOL" if typ is bool else typ.__name__.upper()
@@ -199,7 +203,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     out = {}
     for name in field_types():
         v = getattr(args, f"cfg_{name}", None)
-        if v is None and name in ("steps", "backend"):
+        if v is None and name in ("steps", "backend", "device"):
             v = getattr(args, name, None)
         if v is not None:
             out[name] = v

@@ -65,6 +65,13 @@ def load_image(path: str, width: int, height: int, K: np.ndarray | None = None, 
     p = Path(path)
     if not path or not p.is_file():
         raise SpatialvidError(f"{path or '(no path)'}: image not found")
+    from spatialvid.io.decode import image_size
+
+    iw, ih = image_size(p)  # empty files and huge headers are refused before decoding
+    # the same shape up to rounding of the sizes (a downscaled copy of the images is fine)
+    if abs(iw / ih - width / height) / (width / height) > 0.01 + 1 / min(width, height) + 1 / min(iw, ih):
+        raise SpatialvidError(f"{path}: the image is {iw}x{ih}, a different shape from its camera "
+                              f"({width}x{height} at the training scale); images and poses do not match")
     try:
         with Image.open(p) as im:
             im.load()

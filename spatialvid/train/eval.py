@@ -23,7 +23,7 @@ EVAL_DIR = "eval"
 def _save_side_by_side(path: Path, gt: torch.Tensor, pred: torch.Tensor) -> None:
     from PIL import Image
 
-    both = torch.cat([gt, pred], dim=1).clamp(0, 1).mul(255).round().byte().numpy()
+    both = torch.cat([gt, pred], dim=1).clamp(0, 1).mul(255).round().byte().cpu().numpy()
     with atomic_open(path, "wb") as f:
         Image.fromarray(both).save(f, format="PNG")
 
@@ -37,9 +37,9 @@ def evaluate_trainer(trainer, indices: list[int] | None = None, save_images: boo
     per = []
     for i in idx:
         out = trainer.render(i)
-        pred, gt = out.rgb.clamp(0, 1), data.images[i]
+        pred, gt = out.rgb.clamp(0, 1), trainer.image(i)  # on the trainer's device
         entry = {"image": data.cameras.names[i], "psnr": psnr(pred, gt), "ssim": float(ssim(pred, gt)),
-                 "lpips": lpips(pred, gt, model)}
+                 "lpips": lpips(pred.cpu(), gt.cpu(), model) if model is not None else None}
         per.append(entry)
         if save_images and trainer.out_dir is not None:
             _save_side_by_side(trainer.out_dir / EVAL_DIR / f"{Path(entry['image']).stem}.png", gt, pred)

@@ -83,7 +83,8 @@ def cat_rows(params, optimizers, new_rows: dict[str, torch.Tensor]) -> None:
     """Append rows (new Gaussians) with zero Adam moments."""
     update_params(params, optimizers,
                   lambda n, p: torch.cat([p, new_rows[n].to(p.dtype)]),
-                  lambda n, k, v: torch.cat([v, torch.zeros((len(new_rows[n]), *v.shape[1:]), dtype=v.dtype)]))
+                  lambda n, k, v: torch.cat([v, torch.zeros((len(new_rows[n]), *v.shape[1:]), dtype=v.dtype,
+                                                            device=v.device)]))
 
 
 def keep_rows(params, optimizers, mask: torch.Tensor) -> None:

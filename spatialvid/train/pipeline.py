@@ -8,6 +8,7 @@ Output folder (SCENE_DIR): the scene (``gaussians.ply``, ``transforms.json``, ``
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Any
 
 import torch
 
+from spatialvid.atomic import recover_dir, replace_dir
 from spatialvid.cameras import Cameras
 from spatialvid.errors import SpatialvidError
+from spatialvid.faults import fault_point
 from spatialvid.train.checkpoint import CHECKPOINT_DIR, checkpoint_path
 from spatialvid.train.config import TrainConfig
 
@@ -251,24 +254,92 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     rank 0 resolves the input and writes every file (callbacks, progress and log run there only), every rank
     loads the images, trains its share of each batch and returns the same metrics.
     """
+    cfg.validate()
+    final = Path(out_dir)
+    t_all = time.perf_counter()
+    if dist is not None:  # several ranks: rank 0 checks the output in _reconstruct (no staged --overwrite)
+        return _reconstruct(input_path, final, cfg, poses, resume, progress, preset, log, on_step, on_step_every,
+                            on_train_start, t_all, dist=dist, overwrite=overwrite)
+    if recover_dir(final):
+        log(f"{final}: put back the previous output that an interrupted --overwrite had moved aside")
+    check_output(final, resume, overwrite)
+    # --overwrite of a non-empty folder builds in a hidden sibling and swaps it in at the end, so a killed
+    # or failed run leaves the old outputs as they were
+    staging = None
+    if overwrite and not resume and final.is_dir() and any(final.iterdir()):
+        src = Path(input_path).resolve()
+        for sub in ("images", "sparse", "sfm"):
+            d = (final / sub).resolve()
+            if src == d or d in src.parents:
+                raise SpatialvidError(f"the output folder {final} would overwrite the input {input_path} (its {sub}/ "
+                                      "folder is replaced); choose another -o SCENE_DIR")
+        staging = final.with_name(f".{final.name}.overwrite.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    try:
+        metrics = _reconstruct(input_path, final if staging is None else staging, cfg, poses, resume, progress,
+                               preset, log, on_step, on_step_every, on_train_start, t_all)
+        if staging is not None:
+            _carry_over(final, staging)
+            fault_point("reconstruct:before-swap")
+            replace_dir(staging, final)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return metrics
+
+
+def _declare_images_dir(scene, out: Path) -> None:
+    """Record the folder the training images live in (``images_dir``: relative when inside the scene
+    folder, else absolute), the one folder besides the scene that readers such as the viewer open images from."""
+    if scene.metadata.get("images_dir"):
+        return
+    parents = {str(Path(p).resolve().parent) for p in scene.cameras.image_paths if p}
+    if len(parents) != 1:
+        return
+    d = Path(parents.pop())
+    scene.metadata["images_dir"] = str(d.relative_to(out.resolve())) if d.is_relative_to(out.resolve()) else str(d)
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Hard-link (or copy) what ``old`` holds besides reconstruct's own outputs into ``new`` (images, sparse
+    models, the user's files), as an in-place run would have kept them."""
+    for p in old.iterdir():
+        if p.name in OUTPUT_NAMES or (new / p.name).exists():
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.copytree(p, new / p.name, copy_function=_link_or_copy, symlinks=True)
+        else:
+            _link_or_copy(p, new / p.name)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, progress: bool, preset, log,
+                 on_step, on_step_every: int, on_train_start, t_all: float, dist=None,
+                 overwrite: bool = False) -> dict[str, Any]:
     from spatialvid.gaussians import Gaussians
     from spatialvid.scene import Scene
     from spatialvid.train.data import make_train_data
     from spatialvid.train.eval import CURVE_PNG, plot_curve, write_metrics
     from spatialvid.train.trainer import Trainer
 
-    cfg.validate()
     main = dist is None or dist.is_main
     if dist is not None:
         dist.check_batch(cfg.batch_size)
     if not main:
         progress, on_step, on_train_start = False, None, None
         log = _quiet
-    out = Path(out_dir)
-    t_all = time.perf_counter()
 
     def prepare() -> ResolvedInput:
-        check_output(out, resume, overwrite)
+        if dist is not None:  # single-process runs checked the output in reconstruct()
+            check_output(out, resume, overwrite)
         return resolve_input(input_path, poses, out, progress, init=cfg.init, resume=resume)
 
     res = prepare() if dist is None else dist.on_main(prepare)  # pose estimation runs once, on rank 0
@@ -285,6 +356,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     for note in _random_fallback_notes(res.metadata):
         log(note)
     trainer = Trainer(data, cfg, out, progress=progress, on_step=on_step, on_step_every=on_step_every, dist=dist)
+    fault_point("reconstruct:after-poses")
     if not resume and main:  # after the ranks' input check: a refused run leaves the folder as it was
         clean_output(out, keep_sfm="sfm" in res.metadata and res.metadata.get("images_dir") == "images")
     w, h = int(data.cameras.width[0]), int(data.cameras.height[0])
@@ -314,12 +386,17 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, p
     scene.cameras.R, scene.cameras.t = refined.R.clone(), refined.t.clone()
     step_id = scene.next_step_id()
     scene.gaussians = trainer.gaussians(step_id)
-    scene.metadata.update({"train_resolution": [w, h], "heldout_images": m["heldout_images"]})
+    scene.metadata.update({"train_resolution": [w, h], "heldout_images": m["heldout_images"],
+                           # how it was trained (and evaluated) to look: render, view and fill use the same
+                           "background": [1.0, 1.0, 1.0] if cfg.background == "white" else [0.0, 0.0, 0.0],
+                           "antialiased": bool(cfg.antialiased)})
     scene.metadata.setdefault("source", str(input_path))
-    scene.add_history("reconstruct", preset=preset, steps=trainer.step, num_gaussians=trainer.num_gaussians,
+    _declare_images_dir(scene, out)
+    scene.add_history("reconstruct", step_id=step_id, preset=preset, steps=trainer.step, num_gaussians=trainer.num_gaussians,
                       psnr=m["psnr"], ssim=m["ssim"], backend=cfg.backend, strategy=cfg.strategy,
                       pose_refine=trainer.pose is not None, ranks=trainer.world_size, config=cfg.to_dict())
     scene.save(out)
+    fault_point("reconstruct:after-scene")
     metrics = {"psnr": m["psnr"], "ssim": m["ssim"], "lpips": m["lpips"], "num_gaussians": trainer.num_gaussians,
                "steps": trainer.step, "train_seconds": round(trainer.train_seconds, 2),
                "heldout_images": m["heldout_images"], "per_image": m["per_image"],

@@ -97,8 +97,9 @@ class DefaultStrategy(Strategy):
         self.reset_every = reset_every
 
     def initialize_state(self, params) -> dict:
-        n = params["means"].shape[0]
-        return {"grad2d": torch.zeros(n), "count": torch.zeros(n), "max_radii": torch.zeros(n)}
+        n, dev = params["means"].shape[0], params["means"].device
+        return {"grad2d": torch.zeros(n, device=dev), "count": torch.zeros(n, device=dev),
+                "max_radii": torch.zeros(n, device=dev)}
 
     def step_pre_backward(self, params, optimizers, state, step, out) -> None:
         for o in _outputs(out):
@@ -148,7 +149,7 @@ class DefaultStrategy(Strategy):
             n_clone, n_split = self.grow(params, optimizers, state, step)
             n_prune = self.prune(params, optimizers, state, step)
             for k in state:
-                state[k] = torch.zeros(params["means"].shape[0])
+                state[k] = torch.zeros(params["means"].shape[0], device=params["means"].device)
             info.update(cloned=n_clone, split=n_split, pruned=n_prune)
         if self.reset_every and step > 0 and step % self.reset_every == 0:
             self.reset_opacity(params, optimizers)
@@ -169,13 +170,13 @@ class DefaultStrategy(Strategy):
                       "(raise --max-gaussians or use --strategy mcmc for a fixed budget)")
             cand = (clone | split).nonzero().reshape(-1)
             keep = cand[torch.argsort(avg[cand], descending=True)[:max(room, 0)]]
-            sel = torch.zeros(n, dtype=torch.bool)
+            sel = torch.zeros(n, dtype=torch.bool, device=avg.device)
             sel[keep] = True
             clone, split = clone & sel, split & sel
         n_clone, n_split = int(clone.sum()), int(split.sum())
         if n_clone:
             self.duplicate(params, optimizers, state, clone)
-            split = torch.cat([split, torch.zeros(n_clone, dtype=torch.bool)])
+            split = torch.cat([split, torch.zeros(n_clone, dtype=torch.bool, device=split.device)])
         if n_split:
             self.split(params, optimizers, state, split)
         return n_clone, n_split
@@ -191,7 +192,8 @@ class DefaultStrategy(Strategy):
         p = {k: v.detach() for k, v in params.items()}
         scales = torch.exp(p["log_scales"][mask])
         rot = quat_to_rotmat(p["quats"][mask])
-        samples = torch.randn(2, scales.shape[0], 3) * scales[None]
+        # drawn on the CPU (the checkpointed generator), so every device splits alike
+        samples = torch.randn(2, scales.shape[0], 3).to(scales.device) * scales[None]
         new_means = (torch.einsum("nij,bnj->bni", rot, samples) + p["means"][mask][None]).reshape(-1, 3)
         rows = {}
         for k, v in p.items():
@@ -227,7 +229,7 @@ class DefaultStrategy(Strategy):
         cap = math.log(2 * self.prune_opacity / (1 - 2 * self.prune_opacity))
         with torch.no_grad():
             params["opacity_logits"].clamp_(max=cap)
-        idx = torch.arange(params["opacity_logits"].shape[0])
+        idx = torch.arange(params["opacity_logits"].shape[0], device=params["opacity_logits"].device)
         reset_rows_state({"opacity_logits": optimizers["opacity_logits"]}, idx)
 
 
@@ -250,9 +252,10 @@ def compute_relocation(opacities: torch.Tensor, scales: torch.Tensor, ratios: to
     footprint: returns (new opacities [N], new scales [N,3])."""
     ratios = ratios.clamp(1, nmax - 1).long()
     new_op = 1 - (1 - opacities.double()) ** (1.0 / ratios.double())
-    b = _binoms(nmax)
-    i = torch.arange(1, nmax, dtype=torch.float64)  # 1..nmax-1
-    k = torch.arange(nmax - 1, dtype=torch.float64)  # 0..nmax-2
+    dev = opacities.device
+    b = _binoms(nmax).to(dev)
+    i = torch.arange(1, nmax, dtype=torch.float64, device=dev)  # 1..nmax-1
+    k = torch.arange(nmax - 1, dtype=torch.float64, device=dev)  # 0..nmax-2
     # coef[i-1, k] = C(i-1, k) (-1)^k / sqrt(k+1) for k < i
     coef = b[:nmax - 1, :nmax - 1] * ((-1.0) ** k)[None] / torch.sqrt(k + 1)[None]
     coef = coef * (k[None] < i[:, None])
@@ -334,7 +337,7 @@ class MCMCStrategy(Strategy):
         opac = torch.sigmoid(params["opacity_logits"].detach())
         src = self._sample(opac, n_new)
         ratios = torch.bincount(src, minlength=n)[src] + 1
-        new_idx = torch.arange(n, n + n_new)
+        new_idx = torch.arange(n, n + n_new, device=src.device)
         cat_rows(params, optimizers, {k: v.detach()[src] for k, v in params.items()})
         self._set_from(params, new_idx, src, ratios)
         reset_rows_state(optimizers, src)

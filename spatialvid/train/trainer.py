@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from spatialvid.device import resolve_device
 from spatialvid.errors import SpatialvidError
+from spatialvid.faults import fault_point
 from spatialvid.gaussians import CAPTURED, Gaussians, num_sh_bases, rgb_to_sh0
 from spatialvid.render import rasterize
 from spatialvid.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
@@ -159,6 +161,29 @@ def init_gaussians(data: TrainData, cfg: TrainConfig, extent: float, gen: torch.
     return g, how
 
 
+def rng_state_dict(gen: torch.Generator) -> dict[str, Any]:
+    """torch / numpy / Python / trainer-generator RNG states as tensors and plain numbers (no pickled objects,
+    so a checkpoint loads with ``torch.load(weights_only=True)``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "gen": gen.get_state(),
+            "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                       "gauss_next": gauss_next}}
+
+
+def set_rng_state_dict(st: dict[str, Any], gen: torch.Generator) -> None:
+    """Restore what :func:`rng_state_dict` recorded."""
+    torch.set_rng_state(st["torch"])
+    gen.set_state(st["gen"])
+    n = st["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    py = st["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+
+
 def _camera_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
     return torch.randperm(n, generator=g)
@@ -212,18 +237,25 @@ class Trainer:
         if len(g) > cfg.max_gaussians:
             raise SpatialvidError(f"initial Gaussians ({len(g):,}) exceed max_gaussians={cfg.max_gaussians:,} "
                                   "(raise --max-gaussians)")
-        self.params = {k: torch.nn.Parameter(getattr(g, k).detach().clone().float()) for k in PARAM_NAMES}
+        # everything the step loop touches lives on cfg.device (the init above is computed on the CPU, so a
+        # run starts from the same Gaussians on every device)
+        self.device = resolve_device(cfg.device, cfg.backend)
+        dev = self.device
+        self.params = {k: torch.nn.Parameter(getattr(g, k).detach().float().to(dev).clone()) for k in PARAM_NAMES}
         self.optimizers = make_optimizers(self.params, self._base_lrs(), self.betas)
         self.strategy = self._make_strategy()
         self.strategy_state = self.strategy.initialize_state(self.params)
         refine = cfg.pose_refine == "on" or (cfg.pose_refine == "auto" and not data.known_poses)
         ntrain = len(data.train_idx)
-        self.pose = PoseRefiner(ntrain) if refine else None
+        self.pose = PoseRefiner(ntrain).to(dev) if refine else None
         self.pose_opt = torch.optim.Adam(self.pose.parameters(), lr=cfg.lr_pose) if refine else None
         cams = data.cameras
-        self.viewmats = cams.viewmats()
-        self.Ks = cams.Ks()
-        self.bg = torch.ones(3) if cfg.background == "white" else torch.zeros(3)
+        self.viewmats = cams.viewmats().to(dev)
+        self.Ks = cams.Ks().to(dev)
+        self._images: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # device copies of data.images
+        for i in range(len(data.images)):
+            self.image(i)
+        self.bg = (torch.ones(3) if cfg.background == "white" else torch.zeros(3)).to(dev)
         self.step = 0
         self.train_seconds = 0.0
         self.history: list[dict[str, Any]] = []
@@ -246,6 +278,16 @@ class Trainer:
         lrs = {"means": c.lr_means * self.extent, "log_scales": c.lr_scales, "quats": c.lr_quats,
                "opacity_logits": c.lr_opacity, "sh0": c.lr_sh0, "shN": c.lr_sh0 / c.lr_shN_div}
         return lrs if k == 1.0 else {n: v * k for n, v in lrs.items()}
+
+    def image(self, i: int) -> torch.Tensor:
+        """``data.images[i]`` on the trainer's device (uploaded once; a replaced image is uploaded again)."""
+        im = self.data.images[i]
+        if im.device == self.device:
+            return im
+        hit = self._images.get(i)
+        if hit is None or hit[0] is not im:
+            hit = self._images[i] = (im, im.to(self.device))
+        return hit[1]
 
     def lr_means(self, step: int) -> float:
         c = self.cfg
@@ -284,8 +326,8 @@ class Trainer:
         n = self.num_gaussians
         return Gaussians(**{k: (self.params[k].detach().clone() if copy else self.params[k].detach())
                             for k in PARAM_NAMES},
-                         origin=torch.full((n,), CAPTURED, dtype=torch.uint8),
-                         step=torch.full((n,), step_id, dtype=torch.int32))
+                         origin=torch.full((n,), CAPTURED, dtype=torch.uint8, device=self.device),
+                         step=torch.full((n,), step_id, dtype=torch.int32, device=self.device))
 
     def render(self, cam_idx: int, sh_degree: int | None = None, train_pos: int | None = None):
         """Render camera ``cam_idx`` (index into ``data.cameras``); with ``train_pos`` (its position in the
@@ -299,7 +341,7 @@ class Trainer:
         # only the active bands enter the graph (no gradient work, no Adam step for unused ones)
         k = (deg + 1) ** 2 - 1
         sh = torch.cat([p["sh0"][:, None, :], p["shN"][:, :k]], 1) if k else p["sh0"][:, None, :]
-        img = self.data.images[cam_idx]
+        img = self.image(cam_idx)
         out = rasterize(means, quats, torch.exp(p["log_scales"]), torch.sigmoid(p["opacity_logits"]), sh,
                         vm, self.Ks[cam_idx], img.shape[1], img.shape[0], sh_degree=deg,
                         background=self.bg, antialiased=self.cfg.antialiased, backend=self.cfg.backend)
@@ -311,7 +353,7 @@ class Trainer:
         cams = self.data.cameras.clone()
         if self.pose is not None:
             idx = self.data.train_idx
-            vms = self.pose.refined_viewmats(self.viewmats[idx])
+            vms = self.pose.refined_viewmats(self.viewmats[idx]).cpu()
             cams.R[idx] = vms[:, :3, :3]
             cams.t[idx] = vms[:, :3, 3]
         return cams
@@ -326,8 +368,7 @@ class Trainer:
             "strategy_state": {k: v.clone() for k, v in self.strategy_state.items()},
             "pose": None if self.pose is None else self.pose.state_dict(),
             "pose_opt": None if self.pose_opt is None else self.pose_opt.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                    "gen": self.gen.get_state()},
+            "rng": rng_state_dict(self.gen),
             "train_seconds": self.train_seconds,
             "history": list(self.history),
             "eval_history": list(self.eval_history),
@@ -352,21 +393,19 @@ class Trainer:
                                       f"{getattr(self.cfg, key)!r}; resume with the same settings")
         self.step = int(st["step"])
         self.extent = float(st["extent"])
-        self.params = {k: torch.nn.Parameter(v.clone()) for k, v in st["params"].items()}
+        dev = self.device  # checkpoints load on the CPU (map_location) and move to this run's device
+        self.params = {k: torch.nn.Parameter(v.to(dev).clone()) for k, v in st["params"].items()}
         self.optimizers = make_optimizers(self.params, self._base_lrs(), self.betas)
         for k, o in self.optimizers.items():
-            o.load_state_dict(st["optimizers"][k])
+            o.load_state_dict(st["optimizers"][k])  # torch moves Adam's moments to the parameter's device
         self.strategy = self._make_strategy()
-        self.strategy_state = {k: v.clone() for k, v in st["strategy_state"].items()}
+        self.strategy_state = {k: v.to(dev).clone() for k, v in st["strategy_state"].items()}
         if (st["pose"] is None) != (self.pose is None):
             raise SpatialvidError("checkpoint and this run disagree on pose refinement (--pose-refine)")
         if self.pose is not None:
             self.pose.load_state_dict(st["pose"])
             self.pose_opt.load_state_dict(st["pose_opt"])
-        torch.set_rng_state(st["rng"]["torch"])
-        np.random.set_state(st["rng"]["numpy"])
-        random.setstate(st["rng"]["python"])
-        self.gen.set_state(st["rng"]["gen"])
+        set_rng_state_dict(st["rng"], self.gen)
         self.train_seconds = float(st["train_seconds"])
         self.history = list(st["history"])
         self.eval_history = list(st.get("eval_history", []))
@@ -379,7 +418,9 @@ class Trainer:
             self.dist.check_in_sync(self.step, tensor_digest(*self.params.values(), torch.get_rng_state()))
         if self.out_dir is None or not self.is_main:
             return None
-        return save_checkpoint(checkpoint_path(self.out_dir), self.state_dict())
+        path = save_checkpoint(checkpoint_path(self.out_dir), self.state_dict())
+        fault_point("train:after-checkpoint")
+        return path
 
     def resume(self) -> int:
         """Load ``out_dir/checkpoints/last.pt`` (read by rank 0, sent to the others); returns the step it
@@ -408,7 +449,7 @@ class Trainer:
         for j, pos in mine:
             cam = self.data.train_idx[pos]
             out = self.render(cam, deg, train_pos=pos if self.pose is not None else None)
-            gt = self.data.images[cam]
+            gt = self.image(cam)
             loss, l1 = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
             if b > 1:  # the batch mean: each camera's share
                 loss, l1 = loss / b, l1 / b

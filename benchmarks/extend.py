@@ -1,0 +1,194 @@
+"""Extend benchmark: a capture split into clips A and B; A reconstructed, then ``extend`` with B.
+
+    python benchmarks/extend.py [--data sample|fox|both] [--steps-a 1500] [--steps-extend 500] [--json]
+
+``sample``: the bundled sample (60 frames, 320x240); frames with index % 8 == 4 are held out (in no input);
+A = the first 36 frames, B = the last 24 (the arc's second part: partly different walls and objects).
+``fox``: ../shared/data/fox's photos split in two halves by name, every 8th photo held out.
+Reported per data set: held-out PSNR (dB) of B's and of A's held-out views for A alone, A extended with B
+and a from-scratch reconstruct of A+B (``--steps-a`` steps, same settings as A); the drop of A's held-out
+PSNR after extend; the new cameras' pose error against ground truth in the scene's frame (a Sim3 fitted on
+A's cameras maps the reference into the scene): rotation (absolute, and relative to the nearest A camera,
+degrees), centre error (% of the trajectory extent); wall times and the extend / from-scratch ratio (SfM +
+training). Held-out views are rendered at the true poses mapped into each scene (Sim3 on its cameras) with
+the scene's camera intrinsics, at the training resolution. The last line printed is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FOX = REPO.parent / "shared" / "data" / "fox"
+
+
+def _cfg(steps: int, resolution: int):
+    from spatialvid.train.config import load_config
+
+    return load_config("fast", {"steps": steps, "resolution": resolution, "holdout_every": 0,
+                                "checkpoint_every": 0, "save_eval_images": False})
+
+
+def _reconstruct(inp: Path, out: Path, steps: int, resolution: int) -> float:
+    from spatialvid.train.pipeline import reconstruct
+
+    t0 = time.perf_counter()
+    reconstruct(inp, out, _cfg(steps, resolution), overwrite=True, progress=False, log=lambda *a, **k: None)
+    return time.perf_counter() - t0
+
+
+def _link(names: list[Path], d: Path) -> Path:
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    for p in names:
+        (d / p.name).symlink_to(p.resolve())
+    return d
+
+
+def heldout_psnr(scene_dir: Path, ref, ref_images: dict[str, Path], names: list[str], fit_names=None) -> float:
+    """Mean PSNR of ``names`` (reference cameras) rendered from the scene at the reference poses mapped into
+    it (Sim3 on the centres of the scene cameras in ``fit_names``, default all, matched by name)."""
+    from spatialvid.cameras import Cameras
+    from spatialvid.metrics import psnr
+    from spatialvid.scene import Scene
+    from spatialvid.sfm.align import match_by_name, sim3_matrix, transform_cameras, umeyama
+    from spatialvid.train.data import load_image
+
+    sc = Scene.load(scene_dir)
+    ei, ri = match_by_name(sc.cameras, ref)
+    if fit_names is not None:
+        keep = [k for k, e in enumerate(ei) if sc.cameras.names[e] in fit_names]
+        ei, ri = [ei[k] for k in keep], [ri[k] for k in keep]
+    s, R, t = umeyama(ref[ri].centers().double().numpy(), sc.cameras[ei].centers().double().numpy())
+    M = sim3_matrix(s, R, t)
+    w_train = sc.metadata.get("train_resolution", [int(sc.cameras.width[0])])[0]
+    c0 = sc.cameras[[0]].scaled(w_train / float(sc.cameras.width[0]))
+    idx = {n: i for i, n in enumerate(ref.names)}
+    vals = []
+    for n in names:
+        r = transform_cameras(ref[[idx[n]]], M)
+        cam = Cameras(fx=c0.fx, fy=c0.fy, cx=c0.cx, cy=c0.cy, width=c0.width, height=c0.height, R=r.R, t=r.t)
+        out = sc.render(cam)
+        gt = load_image(str(ref_images[n]), int(c0.width[0]), int(c0.height[0]))
+        vals.append(psnr(torch.as_tensor(out.rgb).clamp(0, 1), gt))
+    return float(np.mean(vals))
+
+
+def pose_metrics(scene_dir: Path, ref, old_names: set[str]) -> dict:
+    from spatialvid.scene import Scene
+    from spatialvid.sfm.align import match_by_name, rotation_angle_deg, umeyama
+    from spatialvid.train.extend import new_camera_errors
+
+    sc = Scene.load(scene_dir)
+    rel, cen, _ = new_camera_errors(sc.cameras, ref, old_names)
+    ei, ri = match_by_name(sc.cameras, ref)
+    old = [(e, r) for e, r in zip(ei, ri) if sc.cameras.names[e] in old_names]
+    new = [(e, r) for e, r in zip(ei, ri) if sc.cameras.names[e] not in old_names]
+    _, R, _ = umeyama(ref.centers().double().numpy()[[r for _, r in old]],
+                      sc.cameras.centers().double().numpy()[[e for e, _ in old]])
+    c2w_s = sc.cameras.R.double().numpy().transpose(0, 2, 1)[[e for e, _ in new]]
+    c2w_r = np.einsum("ij,njk->nik", R, ref.R.double().numpy().transpose(0, 2, 1)[[r for _, r in new]])
+    absr = rotation_angle_deg(c2w_s, c2w_r)
+    return {"new_cameras": len(new), "rot_abs_median_deg": round(float(np.median(absr)), 3),
+            "rot_rel_median_deg": round(float(np.median(rel)), 3), "rot_rel_max_deg": round(float(rel.max()), 3),
+            "center_median_pct": round(float(np.median(cen)), 3), "center_max_pct": round(float(cen.max()), 3)}
+
+
+def run_split(name: str, work: Path, images: list[Path], ref, a_idx, b_idx, test_a, test_b, steps_a: int,
+              steps_ext: int, resolution: int) -> dict:
+    from spatialvid.train.extend import extend_scene
+
+    work.mkdir(parents=True, exist_ok=True)
+    ref_images = {p.name: p for p in images}
+    da = _link([images[i] for i in a_idx], work / "A")
+    db = _link([images[i] for i in b_idx], work / "B")
+    dab = _link([images[i] for i in sorted(a_idx + b_idx)], work / "AB")
+    names_a = [images[i].name for i in test_a]
+    names_b = [images[i].name for i in test_b]
+    t_a = _reconstruct(da, work / "scene_A", steps_a, resolution)
+    a_fit = {images[i].name for i in a_idx}
+    res = {"A_alone": {"psnr_A": heldout_psnr(work / "scene_A", ref, ref_images, names_a),
+                       "psnr_B": heldout_psnr(work / "scene_A", ref, ref_images, names_b), "seconds": round(t_a, 1)}}
+    shutil.rmtree(work / "scene_ext", ignore_errors=True)
+    shutil.copytree(work / "scene_A", work / "scene_ext", symlinks=True)
+    t0 = time.perf_counter()
+    r = extend_scene(work / "scene_ext", db, steps=steps_ext, progress=False, log=lambda *a, **k: None)
+    t_ext = time.perf_counter() - t0
+    res["extended"] = {"psnr_A": heldout_psnr(work / "scene_ext", ref, ref_images, names_a, a_fit),
+                       "psnr_B": heldout_psnr(work / "scene_ext", ref, ref_images, names_b, a_fit),
+                       "seconds": round(t_ext, 1), "registered": len(r.registered), "dropped": len(r.dropped),
+                       "added": r.added, "trained": r.trained, "frozen": r.frozen,
+                       "register_seconds": r.timings.get("register_seconds")}
+    res["pose"] = pose_metrics(work / "scene_ext", ref, a_fit)
+    t_ab = _reconstruct(dab, work / "scene_AB", steps_a, resolution)
+    res["scratch_AB"] = {"psnr_A": heldout_psnr(work / "scene_AB", ref, ref_images, names_a),
+                         "psnr_B": heldout_psnr(work / "scene_AB", ref, ref_images, names_b), "seconds": round(t_ab, 1)}
+    for k in ("A_alone", "extended", "scratch_AB"):
+        res[k]["psnr_A"] = round(res[k]["psnr_A"], 2)
+        res[k]["psnr_B"] = round(res[k]["psnr_B"], 2)
+    res["A_drop_db"] = round(res["A_alone"]["psnr_A"] - res["extended"]["psnr_A"], 2)
+    res["B_gap_to_scratch_db"] = round(res["scratch_AB"]["psnr_B"] - res["extended"]["psnr_B"], 2)
+    res["time_ratio_extend_over_scratch"] = round(t_ext / t_ab, 3)
+    res["steps"] = {"A": steps_a, "scratch_AB": steps_a, "extend": steps_ext, "resolution": resolution}
+    print(name, json.dumps(res), flush=True)
+    return res
+
+
+def bench_sample(work: Path, steps_a: int, steps_ext: int) -> dict:
+    from spatialvid.sample import make_sample
+    from spatialvid.sfm.pipeline import load_poses
+
+    s = work / "sample"
+    if not (s / "sample.json").exists():
+        make_sample(s, progress=False)
+    images = sorted((s / "images").glob("*.png"))
+    ref = load_poses(s / "transforms.json")
+    test = [i for i in range(len(images)) if i % 8 == 4]
+    a = [i for i in range(36) if i not in test]
+    b = [i for i in range(36, len(images)) if i not in test]
+    return run_split("sample", work / "sample_run", images, ref, a, b, [i for i in test if i < 36],
+                     [i for i in test if i >= 36], steps_a, steps_ext, 160)
+
+
+def bench_fox(work: Path, steps_a: int, steps_ext: int) -> dict:
+    from spatialvid.sfm.pipeline import load_poses
+
+    ref = load_poses(FOX / "transforms.json")
+    images = sorted(p for p in (FOX / "images").iterdir() if p.suffix.lower() in (".jpg", ".png", ".jpeg"))
+    test = [i for i in range(len(images)) if i % 8 == 4]
+    half = len(images) // 2
+    a = [i for i in range(half) if i not in test]
+    b = [i for i in range(half, len(images)) if i not in test]
+    return run_split("fox", work / "fox_run", images, ref, a, b, [i for i in test if i < half],
+                     [i for i in test if i >= half], steps_a, steps_ext, 240)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", choices=["sample", "fox", "both"], default="both")
+    ap.add_argument("--steps-a", type=int, default=1500)
+    ap.add_argument("--steps-extend", type=int, default=500)
+    ap.add_argument("--work", default="/tmp/spatialvid_bench_extend")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    work = Path(args.work)
+    out = {}
+    if args.data in ("sample", "both"):
+        out["sample"] = bench_sample(work, args.steps_a, args.steps_extend)
+    if args.data in ("fox", "both"):
+        if (FOX / "transforms.json").exists():
+            out["fox"] = bench_fox(work, args.steps_a, args.steps_extend)
+        else:
+            out["fox"] = {"skipped": f"no fox data at {FOX}"}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
