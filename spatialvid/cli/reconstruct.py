@@ -25,6 +25,10 @@ eval/ (ground truth | render per held-out view) and checkpoints/last.pt (for --r
 
 Every 8th image (by name) is held out for evaluation (--holdout-every). Presets live in configs/*.yaml;
 every config field can be overridden, e.g. --sh-degree 1 --max-gaussians 200000 --strategy mcmc.
+
+Several processes (data parallel, gloo on CPU / NCCL on GPU): launch with torchrun and give a batch of at
+least one camera per rank, e.g. `torchrun --nproc_per_node 2 -m spatialvid reconstruct ... --batch-size 2`.
+Rank 0 writes SCENE_DIR; --resume needs the same number of ranks.
 """
 
 EPILOG = """\
@@ -33,6 +37,7 @@ examples:
   spatialvid reconstruct ../shared/data/fox --poses transforms.json --downscale 4 -o scenes/fox
   spatialvid reconstruct scenes/fox --resume -o scenes/fox        # continue a killed run
   spatialvid reconstruct data/sample -o scenes/sample --view      # watch training live in a browser
+  torchrun --nproc_per_node 2 -m spatialvid reconstruct data/sample -o scenes/sample --batch-size 2
 """
 
 
@@ -69,6 +74,9 @@ def register(sub) -> None:
                    help="address the live viewer listens on (default: 127.0.0.1, this machine only)")
     p.add_argument("--view-port", type=int, default=8080,
                    help="live viewer port (default: 8080; the next free one is used when taken; 0 = any)")
+    p.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="under torchrun: how long a rank waits for the others before the run stops "
+                        "(default 1800; a rank that dies is noticed at once)")
     add_config_arguments(p)
     p.set_defaults(func=run)
 
@@ -126,11 +134,27 @@ class LiveView:
 def run(args) -> int:
     from spatialvid.device import check_backend, resolve_device
     from spatialvid.train.config import load_config, overrides_from_args
-    from spatialvid.train.pipeline import reconstruct
+    from spatialvid.train.distributed import DEFAULT_TIMEOUT_S, Distributed
 
     cfg = load_config(args.preset, overrides_from_args(args))
     check_backend(cfg.backend, resolve_device(cfg.device, cfg.backend))  # a bad --device fails here, before any work
+    timeout = DEFAULT_TIMEOUT_S if getattr(args, "dist_timeout", None) is None else args.dist_timeout
+    dist = Distributed.from_env(timeout_s=timeout)  # None unless launched by torchrun with several ranks
+    try:
+        return _run(args, cfg, dist)
+    finally:
+        if dist is not None:
+            dist.close()
+
+
+def _run(args, cfg, dist) -> int:
+    from spatialvid.train.pipeline import reconstruct
+
     view = None
+    if getattr(args, "view", False) and dist is not None:
+        raise SpatialvidError("--view cannot be used with several ranks (a paused view would stall them all)")
+    if dist is not None:
+        dist.check_batch(cfg.batch_size)
     if getattr(args, "view", False):
         try:
             import viewer  # noqa: F401  (fail before any long work when the viewer cannot be imported)
@@ -140,11 +164,13 @@ def run(args) -> int:
     try:
         m = reconstruct(args.input, args.out, cfg, poses=args.poses, resume=args.resume,
                         overwrite=args.overwrite, progress=not args.quiet, preset=args.preset,
-                        on_step=view, on_train_start=view.start if view is not None else None)
+                        on_step=view, on_train_start=view.start if view is not None else None, dist=dist)
     finally:
         if view is not None and view.app is not None:
             view.stop()
             print(f"live view closed; open the result with: spatialvid view {args.out}", file=sys.stderr)
+    if dist is not None and not dist.is_main:
+        return 0  # rank 0 reports
     if args.json:
         print(json.dumps({k: v for k, v in m.items() if k != "per_image"}))
         return 0

@@ -1,5 +1,10 @@
 """Training configuration: a dataclass, YAML presets (``configs/{fast,default,quality}.yaml``) and CLI overrides.
 
+With ``batch_size`` B > 1 every step averages the loss over B cameras and (``batch_lr_scaling: sqrt``, the rule
+of Grendel, Zhao et al. 2024, "On Scaling Up 3D Gaussian Splatting Training") multiplies every Gaussian
+learning rate by sqrt(B) and raises Adam's betas to the power B; step-counted fields (``steps``, ``densify_*``,
+``sh_degree_interval``, ``checkpoint_every``...) still count optimisation steps (B images each).
+
 Resolution: every value comes from the dataclass defaults, then the preset file, then ``--field value`` on the
 command line (later wins). Learning rates follow the 3D Gaussian Splatting paper; ``lr_means`` and
 ``lr_means_final`` are multiplied by the scene extent (the radius of the camera centres, in world units).
@@ -26,8 +31,11 @@ class TrainConfig:
     """Every knob of a training run (units in brackets)."""
 
     # ---- schedule ----
-    steps: int = 7000                  # optimisation steps (one image per step)
+    steps: int = 7000                  # optimisation steps (batch_size images per step)
     seed: int = 0
+    # ---- batching (and data-parallel ranks under torchrun: spatialvid/train/distributed.py) ----
+    batch_size: int = 1                # training cameras per step, in total over all ranks (>= the rank count)
+    batch_lr_scaling: str = "sqrt"     # batch_size > 1: sqrt (Grendel: lrs x sqrt(batch), Adam betas ^ batch) | none
     # ---- data ----
     downscale: float = 1.0             # divide the input images' size by this
     resolution: int = 0                # if > 0: longest image side in px (overrides downscale)
@@ -85,6 +93,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.steps < 1:
             raise SpatialvidError(f"steps must be >= 1 (got {self.steps})")
+        if self.batch_size < 1:
+            raise SpatialvidError(f"batch_size must be >= 1 (got {self.batch_size})")
+        if self.batch_lr_scaling not in ("sqrt", "none"):
+            raise SpatialvidError(f"batch_lr_scaling must be 'sqrt' or 'none' (got {self.batch_lr_scaling!r})")
         if self.downscale <= 0:
             raise SpatialvidError(f"downscale must be > 0 (got {self.downscale})")
         if self.resolution < 0:

@@ -243,17 +243,23 @@ def clean_output(out_dir: Path, keep_sfm: bool = False) -> None:
 
 def reconstruct(input_path: str | Path, out_dir: str | Path, cfg: TrainConfig, poses: str | Path | None = None,
                 resume: bool = False, overwrite: bool = False, progress: bool = True, preset: str | None = None,
-                log=print, on_step=None, on_step_every: int = 1, on_train_start=None) -> dict[str, Any]:
+                log=print, on_step=None, on_step_every: int = 1, on_train_start=None, dist=None) -> dict[str, Any]:
     """Train a scene from ``input_path`` into ``out_dir``; returns the metrics dict (also in metrics.json).
 
     ``on_step`` / ``on_step_every``: step callback(s) given to :class:`~spatialvid.train.trainer.Trainer`
     (called with a :class:`~spatialvid.train.trainer.StepEvent`). ``on_train_start(scene)`` is called once
     before the first step with the starting :class:`~spatialvid.scene.Scene` (initial or resumed Gaussians,
     cameras at the training resolution), e.g. to open a live view.
+    ``dist`` (a :class:`~spatialvid.train.distributed.Distributed`): one of several ranks training together;
+    rank 0 resolves the input and writes every file (callbacks, progress and log run there only), every rank
+    loads the images, trains its share of each batch and returns the same metrics.
     """
     cfg.validate()
     final = Path(out_dir)
     t_all = time.perf_counter()
+    if dist is not None:  # several ranks: rank 0 checks the output in _reconstruct (no staged --overwrite)
+        return _reconstruct(input_path, final, cfg, poses, resume, progress, preset, log, on_step, on_step_every,
+                            on_train_start, t_all, dist=dist, overwrite=overwrite)
     if recover_dir(final):
         log(f"{final}: put back the previous output that an interrupted --overwrite had moved aside")
     check_output(final, resume, overwrite)
@@ -316,37 +322,59 @@ def _link_or_copy(src, dst) -> None:
 
 
 def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, progress: bool, preset, log,
-                 on_step, on_step_every: int, on_train_start, t_all: float) -> dict[str, Any]:
+                 on_step, on_step_every: int, on_train_start, t_all: float, dist=None,
+                 overwrite: bool = False) -> dict[str, Any]:
     from spatialvid.gaussians import Gaussians
     from spatialvid.scene import Scene
     from spatialvid.train.data import make_train_data
     from spatialvid.train.eval import CURVE_PNG, plot_curve, write_metrics
     from spatialvid.train.trainer import Trainer
 
-    res = resolve_input(input_path, poses, out, progress, init=cfg.init, resume=resume)
+    main = dist is None or dist.is_main
+    if dist is not None:
+        dist.check_batch(cfg.batch_size)
+    if not main:
+        progress, on_step, on_train_start = False, None, None
+        log = _quiet
+
+    def prepare() -> ResolvedInput:
+        if dist is not None:  # single-process runs checked the output in reconstruct()
+            check_output(out, resume, overwrite)
+        return resolve_input(input_path, poses, out, progress, init=cfg.init, resume=resume)
+
+    res = prepare() if dist is None else dist.on_main(prepare)  # pose estimation runs once, on rank 0
     t0 = time.perf_counter()
-    data = make_train_data(res.cameras, cfg, res.points, res.colors, res.known_poses, progress=progress,
-                           metadata=res.metadata)
+
+    def load():
+        return make_train_data(res.cameras, cfg, res.points, res.colors, res.known_poses, progress=progress,
+                               metadata=res.metadata)
+
+    data = load() if dist is None else dist.agree(load)  # every rank reads the images (same paths)
     load_s = time.perf_counter() - t0
     if "init_fallback" in res.metadata:
         log(res.metadata.pop("init_fallback"))
     for note in _random_fallback_notes(res.metadata):
         log(note)
+    trainer = Trainer(data, cfg, out, progress=progress, on_step=on_step, on_step_every=on_step_every, dist=dist)
     fault_point("reconstruct:after-poses")
-    if not resume:
+    if not resume and main:  # after the ranks' input check: a refused run leaves the folder as it was
         clean_output(out, keep_sfm="sfm" in res.metadata and res.metadata.get("images_dir") == "images")
-    trainer = Trainer(data, cfg, out, progress=progress, on_step=on_step, on_step_every=on_step_every)
     w, h = int(data.cameras.width[0]), int(data.cameras.height[0])
+    ranks = "" if dist is None else f" on {dist.world_size} ranks ({dist.backend})"
     if resume:
         trainer.resume()
-        log(f"resuming from step {trainer.step} of {cfg.steps}")
+        log(f"resuming from step {trainer.step} of {cfg.steps}{ranks}")
     else:
         log(f"training {len(data.train_idx)} images ({len(data.test_idx)} held out) at {w}x{h}, "
-            f"init: {trainer.init_note}, pose refinement {'on' if trainer.pose is not None else 'off'}")
+            f"init: {trainer.init_note}, pose refinement {'on' if trainer.pose is not None else 'off'}"
+            + (f", {cfg.batch_size} images per step" if cfg.batch_size > 1 else "") + ranks)
     if on_train_start is not None:
         on_train_start(Scene(trainer.gaussians(), trainer.refined_cameras(), dict(res.metadata), list(res.history)))
     trainer.train()
     trainer.save_checkpoint()
+
+    if not main:  # rank 0 evaluates and writes the scene; the others wait for its metrics
+        return dist.broadcast(None, "waiting for rank 0 to write the scene")
     t_eval = time.perf_counter()
     m = trainer.evaluate() if data.test_idx else {"psnr": None, "ssim": None, "lpips": None,
                                                   "heldout_images": [], "per_image": []}
@@ -366,14 +394,15 @@ def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, p
     _declare_images_dir(scene, out)
     scene.add_history("reconstruct", step_id=step_id, preset=preset, steps=trainer.step, num_gaussians=trainer.num_gaussians,
                       psnr=m["psnr"], ssim=m["ssim"], backend=cfg.backend, strategy=cfg.strategy,
-                      pose_refine=trainer.pose is not None, config=cfg.to_dict())
+                      pose_refine=trainer.pose is not None, ranks=trainer.world_size, config=cfg.to_dict())
     scene.save(out)
     fault_point("reconstruct:after-scene")
     metrics = {"psnr": m["psnr"], "ssim": m["ssim"], "lpips": m["lpips"], "num_gaussians": trainer.num_gaussians,
                "steps": trainer.step, "train_seconds": round(trainer.train_seconds, 2),
                "heldout_images": m["heldout_images"], "per_image": m["per_image"],
                "resolution": [w, h], "preset": preset, "backend": cfg.backend, "strategy": cfg.strategy,
-               "pose_refine": trainer.pose is not None,
+               "pose_refine": trainer.pose is not None, "batch_size": cfg.batch_size,
+               "ranks": trainer.world_size,
                "timings": {**res.timings, "load_images_seconds": round(load_s, 2),
                            "train_seconds": round(trainer.train_seconds, 2), "eval_seconds": round(eval_s, 2),
                            "total_seconds": round(time.perf_counter() - t_all, 2)}}
@@ -381,4 +410,11 @@ def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, p
         metrics["lpips_note"] = m["lpips_note"]
     write_metrics(out, metrics)
     plot_curve(out / CURVE_PNG, trainer.history, trainer.eval_history, title=f"reconstruct {Path(input_path).name}")
+
+    if dist is not None:
+        dist.broadcast(metrics, "sending the metrics")
     return metrics
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass

@@ -10,7 +10,12 @@ Hooks (called every step):
 * ``regularization(params) -> tensor`` extra loss terms (0 by default).
 
 ``out`` is the rasterizer output (``.means2d`` with ``retain_grad``, ``.radii`` in px, ``.width``/``.height``
-taken from the trainer as attributes of ``out`` when the backend does not set them).
+taken from the trainer as attributes of ``out`` when the backend does not set them); with a batch of cameras
+``step_post_backward`` gets the list of this process's outputs.
+
+Data-parallel training (:mod:`spatialvid.train.distributed`) sets ``strategy.reduce_stats``: a callable
+``(stats, ops) -> stats`` that combines per-step statistics over ranks (``ops[key]`` is ``"sum"`` or ``"max"``)
+before they enter the state, so every rank takes the same decisions.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class Strategy:
         self.max_gaussians = int(max_gaussians)
         self.verbose = verbose
         self.messages: list[str] = []
+        self.reduce_stats = None  # set by data-parallel training: combines per-step statistics over ranks
 
     def _say(self, msg: str) -> None:
         if msg not in self.messages:
@@ -57,6 +63,11 @@ def _image_size(out) -> tuple[int, int]:
     return int(out.width), int(out.height)
 
 
+def _outputs(out) -> list:
+    """One rasterizer output or a sequence of them -> a list."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
 class DefaultStrategy(Strategy):
     """Adaptive density control of 3D Gaussian Splatting (Kerbl et al. 2023).
 
@@ -66,13 +77,20 @@ class DefaultStrategy(Strategy):
     and (after the first opacity reset) those larger than prune_scale3d * extent in the world or
     prune_screen * image size on screen. Every ``reset_every`` steps all opacities are clamped to
     2 * prune_opacity. Growth never exceeds ``max_gaussians``.
+
+    With a batch of B cameras per step (the loss averaged over them) each camera's screen-space gradient is
+    multiplied by ``grad_scale`` = B, so that the statistics (and ``grad_threshold``) mean what they mean with
+    one camera per step; each camera counts once in ``count`` (as in gsplat's batched training).
     """
+
+    STAT_OPS = {"grad2d": "sum", "count": "sum", "max_radii": "max"}
 
     def __init__(self, scene_extent: float, max_gaussians: int = 1_000_000, start: int = 500, stop: int = 15000,
                  every: int = 100, grad_threshold: float = 2e-4, grow_scale3d: float = 0.01,
                  prune_opacity: float = 0.005, prune_scale3d: float = 0.1, prune_screen: float = 0.15,
-                 reset_every: int = 3000, verbose: bool = True):
+                 reset_every: int = 3000, grad_scale: float = 1.0, verbose: bool = True):
         super().__init__(scene_extent, max_gaussians, verbose)
+        self.grad_scale = float(grad_scale)
         self.start, self.stop, self.every = start, stop, every
         self.grad_threshold, self.grow_scale3d = grad_threshold, grow_scale3d
         self.prune_opacity, self.prune_scale3d, self.prune_screen = prune_opacity, prune_scale3d, prune_screen
@@ -84,25 +102,43 @@ class DefaultStrategy(Strategy):
                 "max_radii": torch.zeros(n, device=dev)}
 
     def step_pre_backward(self, params, optimizers, state, step, out) -> None:
-        if step < self.stop and out.means2d.requires_grad:
-            out.means2d.retain_grad()
+        for o in _outputs(out):
+            if step < self.stop and o.means2d.requires_grad:
+                o.means2d.retain_grad()
+
+    def batch_stats(self, outs, n: int, device=None) -> dict[str, torch.Tensor]:
+        """This step's statistics over the rendered cameras ``outs``, [n] each: the sum of the screen-space
+        gradient norms (NDC units, x ``grad_scale``) and the count of the cameras where each Gaussian is
+        visible, and the largest screen radius (fraction of max(W, H))."""
+        grad2d, count, max_radii = (torch.zeros(n, device=device) for _ in range(3))
+        for out in outs:
+            g = out.means2d.grad
+            if g is None:
+                continue
+            w, h = _image_size(out)
+            g = g.detach().reshape(-1, 2)
+            gn = torch.stack([g[:, 0] * (w / 2), g[:, 1] * (h / 2)], -1).norm(dim=-1)
+            if self.grad_scale != 1.0:
+                gn = gn * self.grad_scale
+            vis = out.radii.reshape(-1) > 0
+            grad2d[vis] += gn[vis]
+            count[vis] += 1
+            r = out.radii.reshape(-1)[vis].float() / max(w, h)
+            max_radii[vis] = torch.maximum(max_radii[vis], r)
+        return {"grad2d": grad2d, "count": count, "max_radii": max_radii}
+
+    def add_stats(self, state, stats) -> None:
+        state["grad2d"] += stats["grad2d"]
+        state["count"] += stats["count"]
+        state["max_radii"] = torch.maximum(state["max_radii"], stats["max_radii"])
 
     def accumulate(self, state, out) -> None:
-        """Add this step's screen-space gradient norms (NDC units) of visible Gaussians.
-
-        Masked with ``torch.where`` rather than boolean indexing, which would wait for the device every step."""
-        g = out.means2d.grad
-        if g is None:
-            return
-        w, h = _image_size(out)
-        g = g.detach().reshape(-1, 2)
-        gn = torch.stack([g[:, 0] * (w / 2), g[:, 1] * (h / 2)], -1).norm(dim=-1)
-        vis = out.radii.reshape(-1) > 0
-        zero = torch.zeros((), dtype=state["grad2d"].dtype, device=gn.device)
-        state["grad2d"] += torch.where(vis, gn, zero)
-        state["count"] += vis.to(state["count"].dtype)
-        r = out.radii.reshape(-1).float() / max(w, h)
-        state["max_radii"] = torch.where(vis, torch.maximum(state["max_radii"], r), state["max_radii"])
+        """Add the screen-space gradient norms (NDC units) of the Gaussians visible in ``out`` (one output or
+        a list), combined over ranks when ``reduce_stats`` is set."""
+        stats = self.batch_stats(_outputs(out), state["grad2d"].shape[0], state["grad2d"].device)
+        if self.reduce_stats is not None:
+            stats = self.reduce_stats(stats, self.STAT_OPS)
+        self.add_stats(state, stats)
 
     def step_post_backward(self, params, optimizers, state, step, out, lr_means: float = 0.0) -> dict:
         info = {}
@@ -330,4 +366,5 @@ def make_strategy(cfg, scene_extent: float, verbose: bool = True) -> Strategy:
                            stop=cfg.densify_stop, every=cfg.densify_every, grad_threshold=cfg.grad_threshold,
                            grow_scale3d=cfg.grow_scale3d, prune_opacity=cfg.prune_opacity,
                            prune_scale3d=cfg.prune_scale3d, prune_screen=cfg.prune_screen,
-                           reset_every=cfg.opacity_reset_every, verbose=verbose)
+                           reset_every=cfg.opacity_reset_every, grad_scale=getattr(cfg, "batch_size", 1),
+                           verbose=verbose)

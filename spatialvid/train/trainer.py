@@ -1,9 +1,11 @@
 """The training loop: Gaussians fitted to posed images (3D Gaussian Splatting, Kerbl et al. 2023).
 
-One image per step, L1 + D-SSIM loss, one Adam per parameter (3DGS learning rates, positions decayed
+``batch_size`` images per step (one by default; the loss averaged over them), L1 + D-SSIM loss, one Adam per parameter (3DGS learning rates, positions decayed
 exponentially and scaled by the scene extent), SH degree raised every ``sh_degree_interval`` steps,
 densification by a strategy object (:mod:`spatialvid.train.strategy`), optional per-camera pose refinement,
 atomic checkpoints (``--resume`` continues to the same result), held-out evaluation at the end.
+With ``dist`` (a :class:`~spatialvid.train.distributed.Distributed`, under torchrun) the batch is split over the
+ranks, see :mod:`spatialvid.train.distributed`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from spatialvid.train.checkpoint import checkpoint_path, load_checkpoint, save_c
 from spatialvid.train.config import TrainConfig
 from spatialvid.train.data import TrainData
 from spatialvid.train.losses import photometric_loss
-from spatialvid.train.optim import PARAM_NAMES, exp_lr, make_optimizers, set_lr
+from spatialvid.train.optim import PARAM_NAMES, batch_scaling, exp_lr, make_optimizers, set_lr
 from spatialvid.train.pose_refine import PoseRefiner
 from spatialvid.train.strategy import make_strategy
 
@@ -195,14 +197,24 @@ class Trainer:
     completed steps and after the last step of :meth:`train` (on the training thread: a callback that blocks,
     e.g. a UI pause, pauses training; its time is not counted in ``train_seconds``; an exception it raises
     stops training and propagates). Used for live views; the trainer knows nothing about who listens.
+    ``dist``: data-parallel training over torch.distributed ranks (every rank builds its Trainer alike; only
+    rank 0 writes files and shows progress).
     """
 
     def __init__(self, data: TrainData, cfg: TrainConfig, out_dir: str | Path | None = None,
                  init: Gaussians | None = None, progress: bool = True,
-                 on_step: StepCallback | Sequence[StepCallback] | None = None, on_step_every: int = 1):
+                 on_step: StepCallback | Sequence[StepCallback] | None = None, on_step_every: int = 1,
+                 dist=None):
         cfg.validate()
         if on_step_every < 1:
             raise SpatialvidError(f"on_step_every must be >= 1, got {on_step_every}")
+        self.dist = dist
+        self.world_size = 1 if dist is None else dist.world_size
+        self.is_main = dist is None or dist.is_main
+        if dist is not None:
+            dist.check_batch(cfg.batch_size)
+        self.lr_scale, self.betas = batch_scaling(cfg.batch_size, cfg.batch_lr_scaling)
+        progress = progress and self.is_main
         self.data, self.cfg, self.progress = data, cfg, progress
         if on_step is None:
             self.callbacks: list[StepCallback] = []
@@ -230,8 +242,8 @@ class Trainer:
         self.device = resolve_device(cfg.device, cfg.backend)
         dev = self.device
         self.params = {k: torch.nn.Parameter(getattr(g, k).detach().float().to(dev).clone()) for k in PARAM_NAMES}
-        self.optimizers = make_optimizers(self.params, self._base_lrs())
-        self.strategy = make_strategy(cfg, self.extent, verbose=progress)
+        self.optimizers = make_optimizers(self.params, self._base_lrs(), self.betas)
+        self.strategy = self._make_strategy()
         self.strategy_state = self.strategy.initialize_state(self.params)
         refine = cfg.pose_refine == "on" or (cfg.pose_refine == "auto" and not data.known_poses)
         ntrain = len(data.train_idx)
@@ -248,12 +260,24 @@ class Trainer:
         self.train_seconds = 0.0
         self.history: list[dict[str, Any]] = []
         self.eval_history: list[dict[str, Any]] = []
+        if dist is not None:  # same config, cameras, images and initial Gaussians on every rank
+            from spatialvid.train.distributed import input_digests
+
+            dist.check_same_inputs(input_digests(data, cfg, self.params))
 
     # ---- helpers ----------------------------------------------------------------------------------
+    def _make_strategy(self):
+        st = make_strategy(self.cfg, self.extent, verbose=self.progress)
+        if self.dist is not None:
+            st.reduce_stats = self.dist.reduce_stats
+        return st
+
     def _base_lrs(self) -> dict[str, float]:
-        c = self.cfg
-        return {"means": c.lr_means * self.extent, "log_scales": c.lr_scales, "quats": c.lr_quats,
-                "opacity_logits": c.lr_opacity, "sh0": c.lr_sh0, "shN": c.lr_sh0 / c.lr_shN_div}
+        """Gaussian learning rates (x sqrt(batch_size) with the ``sqrt`` batch rule)."""
+        c, k = self.cfg, self.lr_scale
+        lrs = {"means": c.lr_means * self.extent, "log_scales": c.lr_scales, "quats": c.lr_quats,
+               "opacity_logits": c.lr_opacity, "sh0": c.lr_sh0, "shN": c.lr_sh0 / c.lr_shN_div}
+        return lrs if k == 1.0 else {n: v * k for n, v in lrs.items()}
 
     def image(self, i: int) -> torch.Tensor:
         """``data.images[i]`` on the trainer's device (uploaded once; a replaced image is uploaded again)."""
@@ -267,18 +291,30 @@ class Trainer:
 
     def lr_means(self, step: int) -> float:
         c = self.cfg
-        return exp_lr(step, c.steps, c.lr_means * self.extent, c.lr_means_final * self.extent)
+        lr = exp_lr(step, c.steps, c.lr_means * self.extent, c.lr_means_final * self.extent)
+        return lr if self.lr_scale == 1.0 else lr * self.lr_scale
 
     def sh_degree_at(self, step: int) -> int:
         if self.cfg.sh_degree_interval <= 0:
             return self.cfg.sh_degree
         return min(self.cfg.sh_degree, step // self.cfg.sh_degree_interval)
 
+    def camera_batch(self, step: int) -> list[int]:
+        """Indices (into ``data.train_idx``) of the ``batch_size`` training cameras of ``step``: items
+        step*B .. step*B+B-1 of a stream of permutations of the training images (a fresh one per epoch, derived
+        from (seed, epoch)), so a resumed run, and every rank, sees the same cameras."""
+        n, b = len(self.data.train_idx), self.cfg.batch_size
+        orders: dict[int, torch.Tensor] = {}
+        out = []
+        for k in range(step * b, step * b + b):
+            if k // n not in orders:
+                orders[k // n] = _camera_order(self.cfg.seed, k // n, n)
+            out.append(int(orders[k // n][k % n]))
+        return out
+
     def camera_at(self, step: int) -> int:
-        """Index (into ``data.train_idx``) of the training camera used at ``step``: a fresh permutation of the
-        training images each epoch, derived from (seed, epoch) so that a resumed run sees the same order."""
-        n = len(self.data.train_idx)
-        return int(_camera_order(self.cfg.seed, step // n, n)[step % n])
+        """Index (into ``data.train_idx``) of the (first) training camera used at ``step``."""
+        return self.camera_batch(step)[0]
 
     @property
     def num_gaussians(self) -> int:
@@ -339,24 +375,30 @@ class Trainer:
             "extent": self.extent,
             "num_cameras": len(self.data.cameras),
             "camera_names": list(self.data.cameras.names),
+            "world_size": self.world_size,
         }
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         if st.get("camera_names") != list(self.data.cameras.names):
             raise SpatialvidError("checkpoint was made from different images (camera names differ); "
                                   "resume with the same input, or start again with --overwrite")
-        for key in ("sh_degree", "strategy", "seed"):
-            if st["config"].get(key) != getattr(self.cfg, key):
-                raise SpatialvidError(f"checkpoint has {key}={st['config'].get(key)!r} but this run has "
+        ranks = int(st.get("world_size", 1))
+        if ranks != self.world_size:
+            raise SpatialvidError(f"checkpoint was written by a run on {ranks} rank(s) but this run has "
+                                  f"{self.world_size}; resume with the same number of ranks "
+                                  f"({'torchrun --nproc_per_node ' + str(ranks) + ' ...' if ranks > 1 else 'no torchrun'})")
+        for key, old in (("sh_degree", None), ("strategy", None), ("seed", None), ("batch_size", 1)):
+            if st["config"].get(key, old) != getattr(self.cfg, key):
+                raise SpatialvidError(f"checkpoint has {key}={st['config'].get(key, old)!r} but this run has "
                                       f"{getattr(self.cfg, key)!r}; resume with the same settings")
         self.step = int(st["step"])
         self.extent = float(st["extent"])
         dev = self.device  # checkpoints load on the CPU (map_location) and move to this run's device
         self.params = {k: torch.nn.Parameter(v.to(dev).clone()) for k, v in st["params"].items()}
-        self.optimizers = make_optimizers(self.params, self._base_lrs())
+        self.optimizers = make_optimizers(self.params, self._base_lrs(), self.betas)
         for k, o in self.optimizers.items():
             o.load_state_dict(st["optimizers"][k])  # torch moves Adam's moments to the parameter's device
-        self.strategy = make_strategy(self.cfg, self.extent, verbose=self.progress)
+        self.strategy = self._make_strategy()
         self.strategy_state = {k: v.to(dev).clone() for k, v in st["strategy_state"].items()}
         if (st["pose"] is None) != (self.pose is None):
             raise SpatialvidError("checkpoint and this run disagree on pose refinement (--pose-refine)")
@@ -369,41 +411,70 @@ class Trainer:
         self.eval_history = list(st.get("eval_history", []))
 
     def save_checkpoint(self) -> Path | None:
-        if self.out_dir is None:
+        """Write ``out_dir/checkpoints/last.pt`` (rank 0 only; with ranks, all first check they agree)."""
+        if self.dist is not None:
+            from spatialvid.train.distributed import tensor_digest
+
+            self.dist.check_in_sync(self.step, tensor_digest(*self.params.values(), torch.get_rng_state()))
+        if self.out_dir is None or not self.is_main:
             return None
         path = save_checkpoint(checkpoint_path(self.out_dir), self.state_dict())
         fault_point("train:after-checkpoint")
         return path
 
     def resume(self) -> int:
-        """Load ``out_dir/checkpoints/last.pt``; returns the step it continues from."""
+        """Load ``out_dir/checkpoints/last.pt`` (read by rank 0, sent to the others); returns the step it
+        continues from."""
         if self.out_dir is None:
             raise SpatialvidError("resume needs an output folder")
-        self.load_state_dict(load_checkpoint(checkpoint_path(self.out_dir)))
+        path = checkpoint_path(self.out_dir)
+        self.load_state_dict(load_checkpoint(path) if self.dist is None else
+                             self.dist.on_main(lambda: load_checkpoint(path)))
         return self.step
 
     # ---- the loop ---------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, Any]:
-        """One optimisation step at ``step`` (0-based). Returns the step's stats (loss, l1, psnr...)."""
+        """One optimisation step at ``step`` (0-based) on the cameras of :meth:`camera_batch` (this rank's
+        share of them). Returns the step's stats (loss, l1, psnr: batch means over all ranks...)."""
         cfg = self.cfg
-        pos = self.camera_at(step)
-        cam = self.data.train_idx[pos]
+        batch = self.camera_batch(step)
+        b = len(batch)
+        mine = list(enumerate(batch)) if self.dist is None else self.dist.share(list(enumerate(batch)))
         lr_m = self.lr_means(step)
         set_lr(self.optimizers["means"], lr_m)
         use_pose = self.pose is not None and step >= cfg.pose_refine_start
-        out = self.render(cam, self.sh_degree_at(step), train_pos=pos if self.pose is not None else None)
-        gt = self.image(cam)
-        loss, l1 = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
-        reg = self.strategy.regularization(self.params)
-        if torch.is_tensor(reg):
-            loss = loss + reg
-        with torch.no_grad():  # the step's one host sync: loss, L1 and MSE read together
-            mse_t = torch.mean((out.rgb.detach() - gt) ** 2)
-            loss_v, l1_v, mse = torch.stack([loss.detach(), l1.detach().to(loss.dtype), mse_t]).tolist()
-        if not math.isfinite(loss_v):
-            return {"step": step, "loss": float("nan"), "finite": False}
-        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, out)
-        loss.backward()
+        deg = self.sh_degree_at(step)
+        outs, finite = [], True
+        loss_sum = l1_sum = mse_sum = 0.0
+        for j, pos in mine:
+            cam = self.data.train_idx[pos]
+            out = self.render(cam, deg, train_pos=pos if self.pose is not None else None)
+            gt = self.image(cam)
+            loss, l1 = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
+            if b > 1:  # the batch mean: each camera's share
+                loss, l1 = loss / b, l1 / b
+            if j == 0:  # the regulariser once per step (on rank 0)
+                reg = self.strategy.regularization(self.params)
+                if torch.is_tensor(reg):
+                    loss = loss + reg
+            if not torch.isfinite(loss):
+                finite = False
+                if self.dist is None:
+                    return {"step": step, "loss": float("nan"), "finite": False}
+                break  # the other ranks learn it from the all-reduce below
+            self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, out)
+            loss.backward()
+            with torch.no_grad():
+                mse_sum += torch.mean((out.rgb.detach() - gt) ** 2).item()
+            loss_sum += float(loss.detach())
+            l1_sum += float(l1)
+            outs.append(out)
+        if self.dist is not None:
+            finite = self._all_reduce_grads(deg, [loss_sum, l1_sum, mse_sum, 0.0 if finite else 1.0])
+            loss_sum, l1_sum, mse_sum = self._reduced[:3]
+            if not finite:
+                self._zero_grads()
+                return {"step": step, "loss": float("nan"), "finite": False}
         for o in self.optimizers.values():
             o.step()
             o.zero_grad(set_to_none=True)
@@ -411,10 +482,29 @@ class Trainer:
             if use_pose:
                 self.pose_opt.step()
             self.pose_opt.zero_grad(set_to_none=True)
-        info = self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, out,
-                                                lr_means=lr_m)
-        return {"step": step, "loss": loss_v, "l1": l1_v,
+        info = self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step,
+                                                outs[0] if len(outs) == 1 else outs, lr_means=lr_m)
+        mse = mse_sum / b if b > 1 else mse_sum
+        return {"step": step, "loss": loss_sum, "l1": l1_sum,
                 "psnr": 10 * math.log10(1 / max(mse, 1e-12)), "finite": True, **info}
+
+    def _all_reduce_grads(self, deg: int, scalars: list[float]) -> bool:
+        """Sum the gradients (Gaussians: only the active SH bands; pose corrections) and ``scalars`` over the
+        ranks; the summed scalars go to ``self._reduced``. False when some rank's loss was not finite."""
+        params = [self.params[k] for k in PARAM_NAMES]
+        active: list[int | None] = [None] * len(params)
+        active[PARAM_NAMES.index("shN")] = (deg + 1) ** 2 - 1
+        if self.pose is not None:
+            params.append(self.pose.deltas)
+            active.append(None)
+        self._reduced = self.dist.sum_gradients(params, scalars, active)
+        return self._reduced[3] == 0 and all(math.isfinite(x) for x in self._reduced[:3])
+
+    def _zero_grads(self) -> None:
+        for o in self.optimizers.values():
+            o.zero_grad(set_to_none=True)
+        if self.pose_opt is not None:
+            self.pose_opt.zero_grad(set_to_none=True)
 
     def train(self, until: int | None = None) -> TrainResult:
         """Train from the current step to ``until`` (default ``cfg.steps``)."""
@@ -454,7 +544,8 @@ class Trainer:
                     if step % 10 == 0 or self.step == until:
                         bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr:.2f}", n=f"{self.num_gaussians:,}",
                                         refresh=False)
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps and self.data.test_idx:
+                if (cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps and self.data.test_idx
+                        and self.is_main):
                     m = self.evaluate(save_images=False)
                     self.eval_history.append({"step": self.step, "psnr": m["psnr"], "ssim": m["ssim"]})
                     if bar is not None:
@@ -478,6 +569,9 @@ class Trainer:
         return TrainResult(self.step, self.num_gaussians, self.train_seconds, self.history)
 
     def _diverged(self, step: int) -> None:
+        if not self.is_main:
+            raise TrainingDiverged(f"training diverged: the loss became NaN/inf at step {step} (rank "
+                                   f"{self.dist.rank}; rank 0 says which checkpoint is kept)")
         ck = checkpoint_path(self.out_dir) if self.out_dir is not None else None
         if ck is not None and ck.exists():
             try:
