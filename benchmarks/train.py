@@ -219,6 +219,55 @@ def bench_fox(args) -> dict:
             "steps": m["steps"], "train_seconds": m["train_seconds"], "timings": m["timings"]}
 
 
+def bench_ranks(args) -> dict:
+    """Data-parallel speed on the sample: for each rank count N in ``--ranks``, ``reconstruct`` with the same
+    total batch (``--batch-size``, default 2) and the same cores: N ranks (torchrun, gloo) x (cores / N)
+    threads each. Reports steps/s, images/s, rank 0's all-reduce bytes per step and seconds in collectives."""
+    import os
+    import subprocess
+
+    from spatialvid.sample import make_sample
+
+    work = Path(args.work)
+    sample = work / "sample"
+    if not (sample / "sample.json").exists():
+        make_sample(sample, progress=not args.json)
+    cores = args.cores
+    steps = args.steps or 300
+    runs = []
+    for n in [int(x) for x in args.ranks.split(",")]:
+        if cores % n:
+            raise SystemExit(f"--cores {cores} is not a multiple of {n} ranks")
+        out = work / f"ranks_{n}"
+        cmd = [sys.executable]
+        if n > 1:
+            cmd += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)]
+        cmd += ["-m", "spatialvid", "reconstruct", str(sample), "-o", str(out), "--poses",
+                str(sample / "transforms.json"), "--preset", args.preset or "fast", "--steps", str(steps),
+                "--batch-size", str(args.batch_size), "--backend", "cpu", "--save-eval-images", "false",
+                "--overwrite", "--quiet", "--json"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(cores // n)}
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise SystemExit(f"{n} ranks failed:\n{r.stderr[-2000:]}")
+        m = json.loads((out / "metrics.json").read_text())
+        ts = m["train_seconds"]
+        runs.append({"ranks": n, "threads_per_rank": cores // n, "steps": m["steps"], "batch_size": args.batch_size,
+                     "train_seconds": ts, "steps_per_s": round(m["steps"] / ts, 3),
+                     "images_per_s": round(m["steps"] * args.batch_size / ts, 3), "psnr": m["psnr"],
+                     "num_gaussians": m["num_gaussians"], "comm_bytes_per_step": m.get("comm_bytes_per_step", 0),
+                     "comm_seconds": m.get("comm_seconds", 0.0), "wall_seconds": round(wall, 1)})
+    base = runs[0]["steps_per_s"]
+    for r in runs:
+        r["speed_vs_first"] = round(r["steps_per_s"] / base, 3)
+        if r["comm_bytes_per_step"]:
+            r["compute_seconds_per_step"] = round((r["train_seconds"] - r["comm_seconds"]) / r["steps"], 4)
+            r["comm_seconds_per_step"] = round(r["comm_seconds"] / r["steps"], 4)
+    return {"what": "ranks", "cores": cores, "runs": runs}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--what", choices=["speed", "sample", "fox"], default="speed")
@@ -240,12 +289,18 @@ def main(argv=None) -> int:
     p.add_argument("--sfm", action="store_true", help="estimate poses with our SfM instead of the known ones")
     p.add_argument("--work", default="/tmp/spatialvid_bench_train", help="scratch folder")
     p.add_argument("--json", action="store_true", help="only the JSON line")
+    p.add_argument("--ranks", default=None, metavar="N,M,...",
+                   help="data-parallel speed on the sample for these rank counts (torchrun, gloo), same cores")
+    p.add_argument("--cores", type=int, default=2, help="--ranks: cores shared by the ranks (default 2)")
+    p.add_argument("--batch-size", type=int, default=2, help="--ranks: cameras per step in total (default 2)")
     args = p.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.what == "speed":
+    if args.ranks:
+        res = bench_ranks(args)
+    elif args.what == "speed":
         args.steps = args.steps or 30
         res = bench_speed(args)
     elif args.what == "sample":

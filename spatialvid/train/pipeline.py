@@ -403,6 +403,9 @@ def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, p
                "resolution": [w, h], "preset": preset, "backend": cfg.backend, "strategy": cfg.strategy,
                "pose_refine": trainer.pose is not None, "batch_size": cfg.batch_size,
                "ranks": trainer.world_size,
+               # all-reduce payload of rank 0 per step and the seconds it spent in collectives (0 for one rank)
+               "comm_bytes_per_step": 0 if dist is None else int(dist.comm_bytes / max(trainer.step, 1)),
+               "comm_seconds": 0.0 if dist is None else round(dist.comm_seconds, 2),
                "timings": {**res.timings, "load_images_seconds": round(load_s, 2),
                            "train_seconds": round(trainer.train_seconds, 2), "eval_seconds": round(eval_s, 2),
                            "total_seconds": round(time.perf_counter() - t_all, 2)}}
