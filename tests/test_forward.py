@@ -48,7 +48,7 @@ def test_forward_sample_ground_truth(tmp_path):
 @pytest.fixture(scope="module")
 def forward_scene(tmp_path_factory):
     base = tmp_path_factory.mktemp("forward")
-    info = make_forward_sample(base / "sample", num_frames=16, width=400, height=300, progress=False)
+    info = make_forward_sample(base / "sample", progress=False)  # the defaults: 24 frames at 480x360, as in the README
     scene = run_sfm(info.images_dir, base / "scene", SfmConfig(progress=False))
     return info, base / "scene", scene
 
@@ -57,7 +57,7 @@ def forward_scene(tmp_path_factory):
 def test_forward_facing_poses_accurate(forward_scene):
     info, _, scene = forward_scene
     sfm = scene.metadata["sfm"]
-    assert sfm["registered"] == sfm["keyframes"] == 16
+    assert sfm["registered"] == sfm["keyframes"] == 24
     err = pose_errors(scene.cameras, load_poses(info.transforms))
     assert err.rot_median_deg < 0.5, err.summary()
     assert err.center_rmse_pct < 1.0, err.summary()
@@ -75,8 +75,8 @@ def test_eval_compare_pycolmap(forward_scene, capsys):
     info, scene_dir, _ = forward_scene
     assert main(["eval", str(scene_dir), "--poses", str(info.transforms), "--compare-pycolmap", "--json"]) == 0
     d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert d["scene"]["registered"] == 16
-    assert d["pycolmap"]["num_images"] == 16 and d["pycolmap"]["images"].endswith("keyframes")
+    assert d["scene"]["registered"] == 24
+    assert d["pycolmap"]["num_images"] == 24 and d["pycolmap"]["images"].endswith("keyframes")
     assert d["pycolmap"]["errors"]["registered"] <= d["scene"]["registered"]
     assert d["pycolmap"]["errors"]["rot_median_deg"] < 5.0  # plain pycolmap works here too
     # no folder to compare on: one plain error line, exit 2
