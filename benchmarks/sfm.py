@@ -169,6 +169,40 @@ def main_compare(args) -> int:
     return 0
 
 
+def main_handheld(args) -> int:
+    """``--handheld``: the hand-held test clips (``spatialvid sample --mode ...``) through ``poses`` from their
+    video: keyframes registered, rotation / centre error against the clip's ground truth, time, or the
+    refusal message (the rotation clip must be refused)."""
+    from spatialvid._sample_handheld import make_handheld_sample
+    from spatialvid.errors import SpatialvidError
+    from spatialvid.sfm import SfmConfig, run_sfm
+
+    records = []
+    with tempfile.TemporaryDirectory(prefix="bench_sfm_hh_") as tmp:
+        work = Path(tmp)
+        for mode in args.handheld.split(","):
+            clip = make_handheld_sample(work / mode, mode, progress=False).out_dir
+            rec = {"dataset": f"handheld-{mode}", "frames": 60}
+            t0 = time.perf_counter()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    scene = run_sfm(clip / "video.mp4", work / f"scene_{mode}",
+                                    SfmConfig(progress=False, num_threads=args.threads), save=True)
+                rec["keyframes"] = scene.metadata["sfm"].get("keyframes")
+                rec.update(_errors(scene.cameras, clip / "transforms.json"))
+                rec["mapper_attempts"] = len(scene.metadata["sfm"].get("mapper_attempts") or [])
+            except SpatialvidError as e:
+                rec["refused"] = str(e).splitlines()[0][:200]
+                rec["output_left"] = (work / f"scene_{mode}").exists()
+            rec["seconds"] = round(time.perf_counter() - t0, 1)
+            records.append(rec)
+            if not args.json:
+                print(json.dumps(rec), file=sys.stderr)
+    print(json.dumps(records))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="only print the JSON list")
@@ -183,7 +217,11 @@ def main(argv=None) -> int:
     ap.add_argument("--forward", type=Path, default=None,
                     help="existing forward-facing sample folder (default: generate one)")
     ap.add_argument("--skip-forward", action="store_true")
+    ap.add_argument("--handheld", default=None, metavar="MODES",
+                    help="the hand-held test clips instead, e.g. table,low-texture,blur,rotation")
     args = ap.parse_args(argv)
+    if args.handheld:
+        return main_handheld(args)
     if args.compare_pycolmap:
         return main_compare(args)
     records = []
