@@ -35,6 +35,14 @@ gs::ProjParams make_params(int64_t width, int64_t height, double near_plane, dou
   return P;
 }
 
+// The projection's inputs (both directions): float32, contiguous, on `dev`, the sizes n Gaussians need.
+void check_projection_inputs(torch::Tensor& means, torch::Tensor& quats, torch::Tensor& scales,
+                             torch::Tensor& viewmat, torch::Tensor& K, const torch::Device& dev, int64_t n) {
+  means = f32(means, "means", dev, 3 * n); quats = f32(quats, "quats", dev, 4 * n);
+  scales = f32(scales, "scales", dev, 3 * n);
+  viewmat = f32(viewmat, "viewmat", dev, 16); K = f32(K, "K", dev, 9);
+}
+
 std::vector<torch::Tensor> project_fwd(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
                                        torch::Tensor viewmat, torch::Tensor K, int64_t width, int64_t height,
                                        double near_plane, double far_plane, double eps2d, bool antialiased) {
@@ -42,9 +50,7 @@ std::vector<torch::Tensor> project_fwd(torch::Tensor means, torch::Tensor quats,
   const at::cuda::CUDAGuard guard(dev);
   const int64_t n = means.size(0);
   gs_bind::check_count(n, width, height);
-  means = f32(means, "means", dev, 3 * n); quats = f32(quats, "quats", dev, 4 * n);
-  scales = f32(scales, "scales", dev, 3 * n);
-  viewmat = f32(viewmat, "viewmat", dev, 16); K = f32(K, "K", dev, 9);
+  check_projection_inputs(means, quats, scales, viewmat, K, dev, n);
   auto P = make_params(width, height, near_plane, far_plane, eps2d, antialiased);
   auto f = means.options();
   auto m2d = torch::empty({n, 2}, f), con = torch::empty({n, 3}, f), dep = torch::empty({n}, f);
@@ -65,9 +71,7 @@ std::vector<torch::Tensor> project_bwd(torch::Tensor means, torch::Tensor quats,
   const at::cuda::CUDAGuard guard(dev);
   const int64_t n = means.size(0);
   gs_bind::check_count(n, width, height);
-  means = f32(means, "means", dev, 3 * n); quats = f32(quats, "quats", dev, 4 * n);
-  scales = f32(scales, "scales", dev, 3 * n);
-  viewmat = f32(viewmat, "viewmat", dev, 16); K = f32(K, "K", dev, 9);
+  check_projection_inputs(means, quats, scales, viewmat, K, dev, n);
   radii = i32(radii, "radii", dev, n);
   g_m2d = f32(g_m2d, "grad means2d", dev, 2 * n); g_conic = f32(g_conic, "grad conics", dev, 3 * n);
   g_depth = f32(g_depth, "grad depths", dev, n); g_comp = f32(g_comp, "grad compensation", dev, n);
