@@ -151,6 +151,18 @@ std::vector<torch::Tensor> intersect(torch::Tensor means2d, torch::Tensor cov2d,
   return {gids, offsets, boxes, rad};
 }
 
+// The rasterizer's per-Gaussian inputs and tile lists (both directions): float32 / int32, contiguous, on `dev`.
+void check_raster_inputs(torch::Tensor& means2d, torch::Tensor& conics, torch::Tensor& colors, torch::Tensor& opac,
+                         torch::Tensor& depths, torch::Tensor& gids, torch::Tensor& offsets,
+                         const torch::Device& dev, int64_t n, int64_t width, int64_t height) {
+  const int T = gs::TILE;
+  const int64_t ntiles = ((width + T - 1) / T) * ((height + T - 1) / T);
+  means2d = f32(means2d, "means2d", dev, 2 * n); conics = f32(conics, "conics", dev, 3 * n);
+  colors = f32(colors, "colors", dev, 3 * n); opac = f32(opac, "opacities", dev, n);
+  depths = f32(depths, "depths", dev, n);
+  gids = i32(gids, "gids", dev); offsets = i32(offsets, "offsets", dev, ntiles + 1);
+}
+
 std::vector<torch::Tensor> raster_fwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor colors,
                                       torch::Tensor opac, torch::Tensor depths, torch::Tensor gids,
                                       torch::Tensor offsets, torch::Tensor boxes, int64_t width, int64_t height) {
@@ -158,12 +170,7 @@ std::vector<torch::Tensor> raster_fwd(torch::Tensor means2d, torch::Tensor conic
   const at::cuda::CUDAGuard guard(dev);
   const int64_t n = means2d.size(0);
   gs_bind::check_count(n, width, height);
-  const int T = gs::TILE;
-  const int64_t ntiles = ((width + T - 1) / T) * ((height + T - 1) / T);
-  means2d = f32(means2d, "means2d", dev, 2 * n); conics = f32(conics, "conics", dev, 3 * n);
-  colors = f32(colors, "colors", dev, 3 * n); opac = f32(opac, "opacities", dev, n);
-  depths = f32(depths, "depths", dev, n);
-  gids = i32(gids, "gids", dev); offsets = i32(offsets, "offsets", dev, ntiles + 1);
+  check_raster_inputs(means2d, conics, colors, opac, depths, gids, offsets, dev, n, width, height);
   auto f = means2d.options();
   auto i = f.dtype(torch::kInt32);
   auto rgb = torch::empty({height, width, 3}, f), alpha = torch::empty({height, width}, f);
@@ -185,13 +192,8 @@ torch::Tensor raster_bwd(torch::Tensor means2d, torch::Tensor conics, torch::Ten
   const at::cuda::CUDAGuard guard(dev);
   const int64_t n = means2d.size(0);
   gs_bind::check_count(n, width, height);
-  const int T = gs::TILE;
-  const int64_t ntiles = ((width + T - 1) / T) * ((height + T - 1) / T);
   const int64_t npix = width * height;
-  means2d = f32(means2d, "means2d", dev, 2 * n); conics = f32(conics, "conics", dev, 3 * n);
-  colors = f32(colors, "colors", dev, 3 * n); opac = f32(opac, "opacities", dev, n);
-  depths = f32(depths, "depths", dev, n);
-  gids = i32(gids, "gids", dev); offsets = i32(offsets, "offsets", dev, ntiles + 1);
+  check_raster_inputs(means2d, conics, colors, opac, depths, gids, offsets, dev, n, width, height);
   final_T = f32(final_T, "final_T", dev, npix); last = i32(last, "last", dev, npix);
   g_rgb = f32(g_rgb, "grad rgb", dev, 3 * npix); g_alpha = f32(g_alpha, "grad alpha", dev, npix);
   g_dacc = f32(g_dacc, "grad depth", dev, npix);
