@@ -334,6 +334,7 @@ def _scene_dir(tmp_path, synthetic):
     scene, _, _ = synthetic
     g = scene.gaussians.clone()
     g.origin[:100] = GENERATED
+    g.opacity_logits[-50:] = -6.0  # opacity 0.0025: below the CLI's .spz default --min-opacity
     d = tmp_path / "scene"
     Scene(g, scene.cameras, {"up": [0, 0, 1]}, []).save(d)
     return d, g
@@ -346,8 +347,14 @@ def test_cli_export_formats_crop_and_errors(tmp_path, synthetic, capsys):
 
     d, g = _scene_dir(tmp_path, synthetic)
     o = tmp_path / "out"
-    assert main(["export", str(d), "-o", str(o / "a.spz")]) == 0
-    assert len(read_gaussians(o / "a.spz")) == len(g)
+    assert main(["export", str(d), "-o", str(o / "a.spz")]) == 0  # compact defaults: opacity >= 0.01, 11 bits
+    a, info = read_spz_info(o / "a.spz")
+    assert len(a) == int((g.opacities >= 0.01).sum()) == len(g) - 50 and info["fractional_bits"] == 11
+    assert main(["export", str(d), "-o", str(o / "full.spz"), "--min-opacity", "0", "--fractional-bits", "12"]) == 0
+    full, info = read_spz_info(o / "full.spz")
+    assert len(full) == len(g) and info["fractional_bits"] == 12
+    assert main(["export", str(d), "-o", str(o / "all.ply")]) == 0  # other formats keep every Gaussian
+    assert len(read_gaussians(o / "all.ply")) == len(g)
     assert main(["export", str(d), "-o", str(o / "a.ply"), "--captured-only"]) == 0
     assert len(read_ply(o / "a.ply")) == len(g) - 100
     box = "-0.6,-0.6,-0.6,0.6,0.6,0.6"

@@ -178,8 +178,12 @@ def _solid_depth(depth: np.ndarray, alpha: np.ndarray, min_alpha: float, edge_ju
 
 def scene_to_mesh(scene, cfg: MeshConfig | None = None) -> Mesh:
     """Fuse rendered depth + colour of ``scene`` into a coloured triangle mesh (see the module docstring)."""
-    import open3d as o3d
-    import open3d.core as o3c
+    try:
+        import open3d as o3d
+        import open3d.core as o3c
+    except (ImportError, OSError) as e:  # e.g. the wheel's libusb-1.0 missing on a bare Debian/Ubuntu
+        raise SpatialvidError(f"mesh export needs open3d (the open3d-cpu wheel), which does not load: {e}"
+                              + ("; install it with `apt-get install libusb-1.0-0`" if "libusb" in str(e) else ""))
     from tqdm import tqdm
 
     from spatialvid.render.api import render_scene
@@ -232,8 +236,11 @@ def scene_to_mesh(scene, cfg: MeshConfig | None = None) -> Mesh:
     if fused_px == 0:
         raise SpatialvidError("mesh: no view rendered any solid surface (is the scene empty or the crop too tight?)")
     t_fuse = time.perf_counter() - t0
+    bar = tqdm(total=3, desc="mesh: extract surface", unit="stage", disable=not cfg.progress)
     m = vbg.extract_triangle_mesh(weight_threshold=float(cfg.min_weight)).to_legacy()
     del vbg
+    bar.update()
+    bar.set_description("mesh: clean pieces")
     faces_extracted = len(m.triangles)
     m.remove_duplicated_vertices()
     m.remove_degenerate_triangles()
@@ -252,9 +259,13 @@ def scene_to_mesh(scene, cfg: MeshConfig | None = None) -> Mesh:
         m.remove_triangles_by_mask(~inside[tri].all(1))
         m.remove_unreferenced_vertices()
     faces_clean = len(m.triangles)
+    bar.update()
+    bar.set_description("mesh: decimate")
     if faces_clean > cfg.max_faces:
         m = m.simplify_quadric_decimation(target_number_of_triangles=int(cfg.max_faces))
         m.remove_unreferenced_vertices()
+    bar.update()
+    bar.close()
     if len(m.triangles) == 0:
         raise SpatialvidError("mesh: the fused volume holds no surface (try a larger --voxel-size)")
     m.compute_vertex_normals()
