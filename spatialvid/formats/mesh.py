@@ -183,7 +183,7 @@ def scene_to_mesh(scene, cfg: MeshConfig | None = None) -> Mesh:
         import open3d.core as o3c
     except (ImportError, OSError) as e:  # e.g. the wheel's libusb-1.0 missing on a bare Debian/Ubuntu
         raise SpatialvidError(f"mesh export needs open3d (the open3d-cpu wheel), which does not load: {e}"
-                              + ("; install it with `apt-get install libusb-1.0-0`" if "libusb" in str(e) else ""))
+                              + ("; install it with `apt-get install libusb-1.0-0`" if "libusb" in str(e) else "")) from e
     from tqdm import tqdm
 
     from spatialvid.render.api import render_scene
