@@ -114,3 +114,57 @@ def test_pure_rotation_clip_is_refused(tmp_path, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "only rotates" in err and "pure rotation" in err and "frame_00000.png" in err
     assert not out.exists()  # nothing written
+
+
+def _split_model(rec, keep: set[str], sim=None):
+    """A copy of ``rec`` with only the images named in ``keep`` registered, optionally moved by a Sim3."""
+    import pycolmap
+
+    out = pycolmap.Reconstruction(rec)
+    for im in list(out.images.values()):
+        if im.has_pose and im.name not in keep:
+            out.deregister_frame(im.frame_id)
+    if sim is not None:
+        out.transform(sim)
+    return out
+
+
+@pytest.mark.slow
+def test_mapper_failure_is_retried_and_split_models_merged(tmp_path, monkeypatch):
+    """The first mapper attempt fails, the second returns the frames split into two overlapping models in
+    different worlds (scale 2.5, rotated, shifted): the retry runs, the split is merged back into one model
+    within the pose bounds of the ground truth, and scene.json lists the attempts."""
+    import warnings
+
+    import pycolmap
+
+    from spatialvid.sfm import SfmConfig, colmap_sfm, load_poses, pose_errors, run_sfm
+
+    info = make_handheld_sample(tmp_path / "table", "table", num_frames=30, progress=False)
+    real = colmap_sfm.map_incremental
+    calls = []
+
+    def flaky(db, image_dir, out, config, refine_pp, relaxed=False, init_pair=None):
+        calls.append(relaxed)
+        if len(calls) == 1:
+            raise RuntimeError("injected mapper failure")
+        recs = real(db, image_dir, out, config, refine_pp, relaxed=relaxed, init_pair=init_pair)
+        if len(calls) > 2:
+            return recs
+        rec = max(dict(recs).values(), key=lambda r: r.num_reg_images())
+        names = sorted(im.name for im in rec.images.values() if im.has_pose)
+        h = len(names) // 2
+        sim = pycolmap.Sim3d(2.5, pycolmap.Rotation3d(_rot([0.3, 1.0, -0.2], 40.0)), np.array([[1.0], [-2.0], [0.5]]))
+        return {0: _split_model(rec, set(names[: h + 3])), 1: _split_model(rec, set(names[h - 3:]), sim)}
+
+    monkeypatch.setattr(colmap_sfm, "map_incremental", flaky)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scene = run_sfm(info.video, tmp_path / "scene", SfmConfig(progress=False))
+    assert calls[:2] == [False, True]  # the failure was retried with the relaxed initialisation
+    sfm = scene.metadata["sfm"]
+    tried = sfm["mapper_attempts"]
+    assert "failed (RuntimeError)" in tried[0] and "in 2 models (2 merged)" in tried[1], tried
+    assert sfm["registered"] >= math.ceil(0.95 * sfm["keyframes"])
+    err = pose_errors(scene.cameras, load_poses(info.transforms))
+    assert err.rot_median_deg < 0.5 and err.center_rmse_pct < 1.0, err.summary()
