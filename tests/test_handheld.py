@@ -168,3 +168,40 @@ def test_mapper_failure_is_retried_and_split_models_merged(tmp_path, monkeypatch
     assert sfm["registered"] >= math.ceil(0.95 * sfm["keyframes"])
     err = pose_errors(scene.cameras, load_poses(info.transforms))
     assert err.rot_median_deg < 0.5 and err.center_rmse_pct < 1.0, err.summary()
+
+
+def test_implausible_intrinsics_are_named():
+    import pycolmap
+
+    from spatialvid.sfm.camera_select import implausible
+
+    def rec_with(model, params):
+        rec = pycolmap.Reconstruction()
+        rec.add_camera_with_trivial_rig(pycolmap.Camera(model=model, width=320, height=240, params=params,
+                                                        camera_id=1))
+        return rec
+
+    assert implausible(rec_with("SIMPLE_RADIAL", [300, 160, 120, 0.01])) is None
+    assert implausible(rec_with("OPENCV", [300, 301, 163, 118, 0, 0, 0, 0])) is None  # 1% off, fx/fy 0.997
+    assert "principal point 10%" in implausible(rec_with("OPENCV", [300, 300, 128, 120, 0, 0, 0, 0]))
+    assert "fx / fy = 1.050" in implausible(rec_with("OPENCV", [315, 300, 160, 120, 0, 0, 0, 0]))
+
+
+@pytest.mark.slow
+def test_blur_clip_keeps_a_real_camera_and_says_so(tmp_path):
+    """Motion blur + rolling shutter: the best-fitting model moves the principal point far off centre (and
+    tilts every camera: 18.9 deg on this clip); it is refused, the user is told, and the poses stay within 3 deg."""
+    import warnings
+
+    from spatialvid.sfm import SfmConfig, load_poses, pose_errors, run_sfm
+
+    info = make_handheld_sample(tmp_path / "blur", "blur", num_frames=30, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scene = run_sfm(info.video, tmp_path / "scene", SfmConfig(progress=False))
+    sfm = scene.metadata["sfm"]
+    sel = sfm["camera_selection"]
+    assert any("rejected" in c for c in sel["candidates"].values()) and "rejected" not in sel["candidates"][sel["chosen"]]
+    assert any("no real camera has" in n and "rolling shutter" in n for n in sfm["notes"])
+    err = pose_errors(scene.cameras, load_poses(info.transforms))
+    assert err.rot_median_deg < 3.0, err.summary()

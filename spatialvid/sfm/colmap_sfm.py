@@ -798,6 +798,12 @@ def run_colmap(image_dir: str | Path, names: list[str], work_dir: str | Path, co
         rec, choice = select_camera_model(rec, config.num_threads)
         selection = choice.to_dict()
         timings["camera_model"] = time.perf_counter() - t1
+        best = min(choice.scores, key=lambda s: choice.scores[s]["bic"])
+        if best != choice.chosen:
+            notes.append(f"the camera model that fits best ({best}) has intrinsics no real camera has "
+                         f"({choice.scores[best]['rejected']}): the frames carry distortions a pinhole camera "
+                         f"cannot explain (a rolling shutter, motion blur); kept {choice.chosen}, and the poses "
+                         "may be off by a degree or more")
     run = SfmRun(rec, db, timings, npairs, notes, camera_selection=selection, tried=tried)
     if len(tried) > 1:
         run.notes.append("mapper retries: " + "; ".join(tried))
