@@ -18,11 +18,15 @@
    Frames that do not register are listed with the reason; fewer than half registered is an error and
    nothing is written.
 2. **Training.** Generated (``origin = GENERATED``) Gaussians that a new frame sees (in its view and not
-   behind captured content) are removed: real data wins over generation. The captured Gaussians inside a
-   new frame's view and new Gaussians on the new sparse points (where no Gaussian is near) are optimised
-   over old + new training cameras (alternating a new and an old camera each step), with densification
-   (3DGS adaptive density control) of those Gaussians only; every other Gaussian is rendered but kept
-   bit-identical. No opacity reset, no pose refinement, full SH degree from the start.
+   behind captured content) are removed: real data wins over generation. New captured Gaussians go on the
+   new sparse points (where no Gaussian is near) and, densely, where the scene does not cover a new training
+   view (rendered alpha < 0.5: the view's real pixel colours lifted at a depth completed from the scene's
+   rendered depth and the new sparse points, :func:`seed_uncovered`). Those and the captured Gaussians
+   inside a new frame's view are optimised over old + new training cameras (two new cameras for each old
+   one), with densification (3DGS adaptive density control) of those Gaussians only; every other Gaussian
+   is rendered but kept bit-identical. No opacity reset, full SH degree from the start. With registration
+   by SfM the new cameras' poses are refined during training (the old cameras stay fixed); known poses are
+   kept as given.
 3. **History and undo.** The pre-extend ``gaussians.ply``, ``transforms.json`` and ``scene.json`` are copied
    to ``SCENE/history/extend_<step>/`` before the scene is written; an ``extend`` history entry records
    the input, registered / dropped frames, Gaussians added / removed and the time. :func:`undo_extend`
@@ -426,8 +430,10 @@ class _Head:
 
 class ExtendTrainer(Trainer):
     """A :class:`Trainer` whose parameters are the Gaussians being optimised; ``frozen`` Gaussians are
-    rendered with them (after them, detached) and never change. Steps alternate between a new training
-    camera and an old one (``new_pos`` / ``old_pos``: positions in ``data.train_idx``)."""
+    rendered with them (after them, detached) and never change. Each step draws a new training camera
+    ``new_per_old`` times for each old one (``new_pos`` / ``old_pos``: positions in ``data.train_idx``).
+    With pose refinement on (``cfg.pose_refine``), only the new cameras' poses get a learned correction
+    (applied to all Gaussians, frozen ones included, as the trainer's pose refinement does)."""
 
     def __init__(self, data, cfg, init: Gaussians, frozen: Gaussians, new_pos: list[int], old_pos: list[int],
                  progress: bool = True, new_per_old: int = 2):
@@ -790,7 +796,11 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
         images_dir = scene_dir / str(scene.metadata.get("images_dir") or "images")
         final_new = new_cams.clone()
         if trainer.pose is not None and new_train:  # the refined poses of the new training cameras
-            vms = trainer.pose.refined_viewmats(trainer.viewmats[[train_idx[j] for j in new_pos]]).cpu()
+            from spatialvid.train.pose_refine import corrected_viewmat
+
+            with torch.no_grad():
+                vms = torch.stack([corrected_viewmat(trainer.viewmats[train_idx[j]], trainer.pose.deltas[j])
+                                   for j in new_pos]).cpu()
             sel = torch.tensor(new_train)
             final_new.R[sel] = vms[:, :3, :3].to(final_new.R.dtype)
             final_new.t[sel] = vms[:, :3, 3].to(final_new.t.dtype)
