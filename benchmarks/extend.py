@@ -54,24 +54,17 @@ def _link(names: list[Path], d: Path) -> Path:
     return d
 
 
-def pose_sim3(cams, ref, fit_names: set[str] | None = None, axis: float = 0.1) -> np.ndarray:
-    """4x4 similarity mapping the reference into the scene, fitted on the poses (centres *and* orientations)
-    of the scene cameras in ``fit_names`` (default all; matched by name): a least-squares Sim3 on each
-    camera's centre and the tips of its three axes at ``axis`` x the trajectory extent. Camera centres alone
-    leave the rotation about a nearly straight or planar trajectory (a short arc) weakly determined."""
-    from spatialvid.sfm.align import match_by_name, sim3_matrix, umeyama
+def pose_sim3(cams, ref, fit_names: set[str] | None = None) -> np.ndarray:
+    """4x4 similarity mapping the reference into the scene, fitted on the poses (centres *and* orientations,
+    :func:`spatialvid.sfm.align.pose_sim3`) of the scene cameras in ``fit_names`` (default all; matched by
+    name). Camera centres alone leave the rotation about a nearly straight or planar trajectory (a short
+    arc, as clip A is) weakly determined."""
+    from spatialvid.sfm.align import match_by_name
+    from spatialvid.sfm.align import pose_sim3 as fit
 
     ei, ri = match_by_name(cams, ref)
     pairs = [(e, r) for e, r in zip(ei, ri) if fit_names is None or cams.names[e] in fit_names]
-    ei, ri = [e for e, _ in pairs], [r for _, r in pairs]
-    ce, cr = cams[ei].centers().double().numpy(), ref[ri].centers().double().numpy()
-    s, _, _ = umeyama(cr, ce)
-    L = axis * float(np.linalg.norm(cr.max(0) - cr.min(0)))
-    ae = cams[ei].R.double().numpy().transpose(0, 2, 1)  # camera-to-world axes (columns)
-    ar = ref[ri].R.double().numpy().transpose(0, 2, 1)
-    pr = np.concatenate([cr] + [cr + L * ar[:, :, k] for k in range(3)])
-    pe = np.concatenate([ce] + [ce + L * s * ae[:, :, k] for k in range(3)])
-    return sim3_matrix(*umeyama(pr, pe))
+    return fit(ref[[r for _, r in pairs]], cams[[e for e, _ in pairs]])
 
 
 def heldout_psnr(scene_dir: Path, ref, ref_images: dict[str, Path], names: list[str], fit_names=None) -> float:

@@ -352,17 +352,16 @@ def register_sfm(scene, scene_dir: Path, src: Path, work: Path, tag: str, progre
 def register_known(scene, src: Path, poses: Path, work: Path, tag: str, progress: bool = True) -> Registration:
     """New frames with known poses, aligned to the scene (see the module docstring)."""
     from spatialvid.sfm import scene_from_known_poses
-    from spatialvid.sfm.align import match_by_name, sim3_matrix, transform_cameras, transform_points, umeyama
+    from spatialvid.sfm.align import match_by_name, pose_sim3, transform_cameras, transform_points
     from spatialvid.sfm.pipeline import load_poses
 
     known = load_poses(poses)
     known.validate("known poses")
     ki, si = match_by_name(known, scene.cameras)
     notes = []
-    if len(ki) >= 3:
-        s, R, t = umeyama(known[ki].centers().double().numpy(), scene.cameras[si].centers().double().numpy())
-        M = sim3_matrix(s, R, t)
-        notes.append(f"poses aligned to the scene by a Sim3 on {len(ki)} shared frames")
+    if len(ki) >= 3:  # on the poses, not only the centres (a short arc leaves a rotation free)
+        M = pose_sim3(known[ki], scene.cameras[si])
+        notes.append(f"poses aligned to the scene by a Sim3 on the poses of {len(ki)} shared frames")
     else:
         sfm = scene.metadata.get("sfm") if isinstance(scene.metadata.get("sfm"), dict) else {}
         if not sfm.get("known_poses") or "normalization" not in scene.metadata:
