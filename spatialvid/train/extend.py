@@ -189,6 +189,12 @@ def register_sfm(scene, scene_dir: Path, src: Path, work: Path, tag: str, progre
     shutil.copyfile(db0, db)  # the scene's database is only read (opening it in place would modify it)
     with pycolmap.Database.open(str(db)) as database:
         db_names = {im.name for im in database.read_all_images()}
+        # the model's cameras win: the SfM's camera-model choice ("auto") may have changed the model after
+        # mapping (e.g. SIMPLE_RADIAL -> OPENCV), which the mapper refuses to continue from a database with the
+        # old one
+        for cid, cam in rec0.cameras.items():
+            if database.exists_camera(int(cid)):
+                database.update_camera(cam)
     source_names = _rename_collisions(kfs, kf_dir, db_names | set(scene.cameras.names), tag)
     new = [k.name for k in kfs]
 
