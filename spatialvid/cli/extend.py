@@ -17,9 +17,11 @@ applied. With --poses FILE (transforms.json or COLMAP model of the new frames), 
 scene by a similarity transform on the frames they share with the scene (no SfM model needed).
 Frames that do not register are listed with the reason; if fewer than half register, nothing is written.
 
-Training then continues over the old + new cameras for --steps: the Gaussians the new frames see and new
-ones on the new sparse points are optimised (and densified), every other Gaussian keeps its values;
-generated (filled) Gaussians the new frames see are removed. The scene is updated in place; its history
+Training then continues over the old + new cameras (two new for each old one) for --steps: the Gaussians
+the new frames see, new ones on the new sparse points and new ones seeded from the real pixels where the
+scene does not cover a new frame are optimised (and densified), every other Gaussian keeps its values;
+generated (filled) Gaussians the new frames see are removed. Registered (not --poses) new cameras have
+their poses refined during training; the scene's own cameras stay as they are. The scene is updated in place; its history
 gets an 'extend' entry and the previous scene is kept under SCENE_DIR/history/ so --undo restores it exactly.
 """
 

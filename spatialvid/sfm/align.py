@@ -58,6 +58,24 @@ def decompose_sim3(M: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     return s, M[:3, :3] / s, M[:3, 3].copy()
 
 
+def pose_sim3(src: Cameras, dst: Cameras, axis: float = 0.1) -> np.ndarray:
+    """4x4 similarity mapping the world of ``src`` onto that of ``dst`` (the same cameras, in order),
+    fitted on the camera *poses*: a least-squares Sim3 (:func:`umeyama`) on each camera's centre and the
+    tips of its three axes at ``axis`` x the trajectory extent (the tips scaled by the centres' Sim3 scale).
+    Centres alone leave the rotation about a nearly straight or planar trajectory (a short arc) weakly
+    determined; the orientations fix it."""
+    if len(src) != len(dst) or len(src) < 3:
+        raise SpatialvidError(f"pose_sim3: needs >= 3 matched cameras (got {len(src)} and {len(dst)})")
+    cs, cd = src.centers().double().numpy(), dst.centers().double().numpy()
+    scale, _, _ = umeyama(cs, cd)
+    L = axis * float(np.linalg.norm(cs.max(0) - cs.min(0)))
+    a_s = src.R.double().numpy().transpose(0, 2, 1)  # camera-to-world axes (columns)
+    a_d = dst.R.double().numpy().transpose(0, 2, 1)
+    ps = np.concatenate([cs] + [cs + L * a_s[:, :, k] for k in range(3)])
+    pd = np.concatenate([cd] + [cd + L * scale * a_d[:, :, k] for k in range(3)])
+    return sim3_matrix(*umeyama(ps, pd))
+
+
 def transform_cameras(cameras: Cameras, M: np.ndarray) -> Cameras:
     """Cameras expressed in a new world ``x' = s R x + t`` (M = 4x4 similarity). Intrinsics unchanged.
 

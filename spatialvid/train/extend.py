@@ -18,11 +18,15 @@
    Frames that do not register are listed with the reason; fewer than half registered is an error and
    nothing is written.
 2. **Training.** Generated (``origin = GENERATED``) Gaussians that a new frame sees (in its view and not
-   behind captured content) are removed: real data wins over generation. The captured Gaussians inside a
-   new frame's view and new Gaussians on the new sparse points (where no Gaussian is near) are optimised
-   over old + new training cameras (alternating a new and an old camera each step), with densification
-   (3DGS adaptive density control) of those Gaussians only; every other Gaussian is rendered but kept
-   bit-identical. No opacity reset, no pose refinement, full SH degree from the start.
+   behind captured content) are removed: real data wins over generation. New captured Gaussians go on the
+   new sparse points (where no Gaussian is near) and, densely, where the scene does not cover a new training
+   view (rendered alpha < 0.5: the view's real pixel colours lifted at a depth completed from the scene's
+   rendered depth and the new sparse points, :func:`seed_uncovered`). Those and the captured Gaussians
+   inside a new frame's view are optimised over old + new training cameras (two new cameras for each old
+   one), with densification (3DGS adaptive density control) of those Gaussians only; every other Gaussian
+   is rendered but kept bit-identical. No opacity reset, full SH degree from the start. With registration
+   by SfM the new cameras' poses are refined during training (the old cameras stay fixed); known poses are
+   kept as given.
 3. **History and undo.** The pre-extend ``gaussians.ply``, ``transforms.json`` and ``scene.json`` are copied
    to ``SCENE/history/extend_<step>/`` before the scene is written; an ``extend`` history entry records
    the input, registered / dropped frames, Gaussians added / removed and the time. :func:`undo_extend`
@@ -54,6 +58,7 @@ from spatialvid.train.trainer import Trainer, knn_scales
 
 HISTORY_DIR = "history"
 MAX_LISTED = 12
+EXTEND_LR_POSE = 5e-4  # the new cameras get few steps each: a higher pose learning rate than a reconstruct's
 
 
 def _list(items: list[str]) -> str:
@@ -184,6 +189,12 @@ def register_sfm(scene, scene_dir: Path, src: Path, work: Path, tag: str, progre
     shutil.copyfile(db0, db)  # the scene's database is only read (opening it in place would modify it)
     with pycolmap.Database.open(str(db)) as database:
         db_names = {im.name for im in database.read_all_images()}
+        # the model's cameras win: the SfM's camera-model choice ("auto") may have changed the model after
+        # mapping (e.g. SIMPLE_RADIAL -> OPENCV), which the mapper refuses to continue from a database with the
+        # old one
+        for cid, cam in rec0.cameras.items():
+            if database.exists_camera(int(cid)):
+                database.update_camera(cam)
     source_names = _rename_collisions(kfs, kf_dir, db_names | set(scene.cameras.names), tag)
     new = [k.name for k in kfs]
 
@@ -347,17 +358,16 @@ def register_sfm(scene, scene_dir: Path, src: Path, work: Path, tag: str, progre
 def register_known(scene, src: Path, poses: Path, work: Path, tag: str, progress: bool = True) -> Registration:
     """New frames with known poses, aligned to the scene (see the module docstring)."""
     from spatialvid.sfm import scene_from_known_poses
-    from spatialvid.sfm.align import match_by_name, sim3_matrix, transform_cameras, transform_points, umeyama
+    from spatialvid.sfm.align import match_by_name, pose_sim3, transform_cameras, transform_points
     from spatialvid.sfm.pipeline import load_poses
 
     known = load_poses(poses)
     known.validate("known poses")
     ki, si = match_by_name(known, scene.cameras)
     notes = []
-    if len(ki) >= 3:
-        s, R, t = umeyama(known[ki].centers().double().numpy(), scene.cameras[si].centers().double().numpy())
-        M = sim3_matrix(s, R, t)
-        notes.append(f"poses aligned to the scene by a Sim3 on {len(ki)} shared frames")
+    if len(ki) >= 3:  # on the poses, not only the centres (a short arc leaves a rotation free)
+        M = pose_sim3(known[ki], scene.cameras[si])
+        notes.append(f"poses aligned to the scene by a Sim3 on the poses of {len(ki)} shared frames")
     else:
         sfm = scene.metadata.get("sfm") if isinstance(scene.metadata.get("sfm"), dict) else {}
         if not sfm.get("known_poses") or "normalization" not in scene.metadata:
@@ -425,21 +435,34 @@ class _Head:
 
 class ExtendTrainer(Trainer):
     """A :class:`Trainer` whose parameters are the Gaussians being optimised; ``frozen`` Gaussians are
-    rendered with them (after them, detached) and never change. Steps alternate between a new training
-    camera and an old one (``new_pos`` / ``old_pos``: positions in ``data.train_idx``)."""
+    rendered with them (after them, detached) and never change. Each step draws a new training camera
+    ``new_per_old`` times for each old one (``new_pos`` / ``old_pos``: positions in ``data.train_idx``).
+    With pose refinement on (``cfg.pose_refine``), only the new cameras' poses get a learned correction
+    (applied to all Gaussians, frozen ones included, as the trainer's pose refinement does)."""
 
     def __init__(self, data, cfg, init: Gaussians, frozen: Gaussians, new_pos: list[int], old_pos: list[int],
-                 progress: bool = True):
+                 progress: bool = True, new_per_old: int = 2):
         super().__init__(data, cfg, None, init=init, progress=progress)
         f = frozen.with_sh_degree(cfg.sh_degree)
         self.frozen = {"means": f.means, "quats": f.quats, "scales": f.scales, "opac": f.opacities,
                        "sh": f.sh}
         self.new_pos, self.old_pos = list(new_pos), list(old_pos) or list(new_pos)
+        self.new_per_old = max(1, int(new_per_old))
+        self._refined = set(self.new_pos)  # only the new cameras' poses are refined (the old ones are fixed)
+
+    def _draw(self, k: int) -> int:
+        pool = self.new_pos if k % (self.new_per_old + 1) < self.new_per_old else self.old_pos
+        g = torch.Generator().manual_seed(int(self.cfg.seed) * 7919 + k)
+        return pool[int(torch.randint(len(pool), (1,), generator=g))]
+
+    def camera_batch(self, step: int) -> list[int]:
+        """The step's cameras: ``new_per_old`` new training cameras for each old one (drawn at random from
+        each pool), so the new views, which the scene fits worst, get most of the steps."""
+        b = int(self.cfg.batch_size)
+        return [self._draw(step * b + k) for k in range(b)]
 
     def camera_at(self, step: int) -> int:
-        pool = self.new_pos if step % 2 == 0 else self.old_pos
-        g = torch.Generator().manual_seed(int(self.cfg.seed) * 7919 + step)
-        return pool[int(torch.randint(len(pool), (1,), generator=g))]
+        return self.camera_batch(step)[0]
 
     def render(self, cam_idx: int, sh_degree: int | None = None, train_pos: int | None = None):
         from spatialvid.render import rasterize
@@ -450,10 +473,14 @@ class ExtendTrainer(Trainer):
         k = (deg + 1) ** 2
         sh = torch.cat([p["sh0"][:, None, :], p["shN"]], 1)[:, :k]
         img = self.data.images[cam_idx]
-        out = rasterize(torch.cat([p["means"], f["means"]]), torch.cat([p["quats"], f["quats"]]),
+        means, quats = torch.cat([p["means"], f["means"]]), torch.cat([p["quats"], f["quats"]])
+        vm = self.viewmats[cam_idx]
+        if self.pose is not None and train_pos is not None and train_pos in self._refined:
+            means, quats = self.pose.apply(train_pos, means, quats, vm)
+        out = rasterize(means, quats,
                         torch.cat([torch.exp(p["log_scales"]), f["scales"]]),
                         torch.cat([torch.sigmoid(p["opacity_logits"]), f["opac"]]),
-                        torch.cat([sh, f["sh"][:, :k]]), self.viewmats[cam_idx], self.Ks[cam_idx],
+                        torch.cat([sh, f["sh"][:, :k]]), vm, self.Ks[cam_idx],
                         img.shape[1], img.shape[0], sh_degree=deg, background=self.bg,
                         antialiased=self.cfg.antialiased, backend=self.cfg.backend)
         out.width, out.height = img.shape[1], img.shape[0]
@@ -542,10 +569,64 @@ def new_point_gaussians(xyz: np.ndarray, rgb: np.ndarray, existing: torch.Tensor
                                  torch.zeros(n, num_sh_bases(sh_degree) - 1, 3))
 
 
-def extend_config(scene, steps: int | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+@torch.no_grad()
+def seed_uncovered(scene_g: Gaussians, cams: Cameras, images: list[torch.Tensor], points: np.ndarray,
+                   sh_degree: int, step: int, alpha_threshold: float = 0.5, min_fraction: float = 0.002,
+                   block: int = 2, opacity: float = 0.5, backend: str = "auto") -> Gaussians:
+    """Captured Gaussians for what the scene does not cover in the new views (``cams``, at the training
+    resolution, with their ``images``): each view's pixels where the scene (``scene_g`` plus the Gaussians
+    seeded from the views before it) renders an alpha below ``alpha_threshold`` are lifted into Gaussians of
+    their real colours (one per ``block x block`` pixels, :func:`spatialvid.generate.lift.lift_pixels`) at a
+    depth completed (:class:`spatialvid.generate.depth.ClassicalDepth`) from the scene's rendered depth where
+    it covers the view and from the new sparse ``points`` that project into the uncovered pixels."""
+    from spatialvid.generate.depth import ClassicalDepth
+    from spatialvid.generate.lift import lift_pixels
+    from spatialvid.render import render_gaussians
+
+    dep = ClassicalDepth()
+    pts = torch.from_numpy(np.asarray(points, np.float64)).float() if len(points) else torch.zeros(0, 3)
+    added: list[Gaussians] = []
+    cur = scene_g.with_sh_degree(sh_degree)
+    for i in range(len(cams)):
+        c = cams[i]
+        W, H = int(c.width[0]), int(c.height[0])
+        if len(cur):
+            out = render_gaussians(cur, c, backend=backend, sh_degree=sh_degree)
+            alpha = out.alpha.reshape(H, W).cpu().numpy()
+            depth = out.depth.reshape(H, W).cpu().numpy().astype(np.float32)
+        else:
+            alpha, depth = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
+        hole = alpha < alpha_threshold
+        if hole.mean() < min_fraction:
+            continue
+        valid = ~hole & (depth > 0)
+        if len(pts):  # the new sparse points seen in the uncovered pixels give their depth there
+            uv, z = c.project(pts)
+            uv, z = uv[0], z[0]
+            ok = (z > 1e-3) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+            u, v, zz = uv[ok, 0].long().numpy(), uv[ok, 1].long().numpy(), z[ok].numpy()
+            inh = hole[v, u]
+            order = np.argsort(-zz[inh])  # the nearest point wins a pixel (written last)
+            u, v, zz = u[inh][order], v[inh][order], zz[inh][order]
+            depth[v, u] = zz
+            valid[v, u] = True
+        if not valid.any():
+            continue
+        rgb = images[i].cpu().numpy().astype(np.float32)
+        full = dep.complete(depth, valid, rgb)
+        g = lift_pixels(hole, rgb, full, c, step, block=block, opacity=opacity, sh_degree=sh_degree)
+        g.origin = torch.full((len(g),), CAPTURED, dtype=torch.uint8)
+        added.append(g)
+        cur = Gaussians.cat([cur, g])
+    return Gaussians.cat(added) if added else Gaussians.empty(sh_degree)
+
+
+def extend_config(scene, steps: int | None = None, overrides: dict[str, Any] | None = None,
+                  refine_poses: bool = False) -> TrainConfig:
     """The training config of an extend: the scene's last reconstruct config (else the ``fast`` preset),
     ``steps`` (default: a third of the reconstruct's, at least 300), full SH degree from the start, no opacity
-    reset, no pose refinement, densification during the first 70% of the steps."""
+    reset, densification during the first 70% of the steps; ``refine_poses``: pose refinement (of the new
+    cameras only, see :class:`ExtendTrainer`) from a tenth of the steps on, else none."""
     base = None
     for h in reversed(scene.history):
         c = h.get("info", {}).get("config") if h.get("kind") == "reconstruct" else None
@@ -558,7 +639,9 @@ def extend_config(scene, steps: int | None = None, overrides: dict[str, Any] | N
         cfg = dataclasses.replace(cfg, **{k: v for k, v in base.items() if k in known})
     n = int(steps) if steps else max(300, cfg.steps // 3)
     cfg = dataclasses.replace(cfg, steps=n, sh_degree=scene.gaussians.sh_degree if len(scene.gaussians) else
-                              cfg.sh_degree, sh_degree_interval=0, opacity_reset_every=0, pose_refine="off",
+                              cfg.sh_degree, sh_degree_interval=0, opacity_reset_every=0,
+                              pose_refine="on" if refine_poses else "off", pose_refine_start=n // 10,
+                              lr_pose=EXTEND_LR_POSE,
                               densify_start=min(100, n // 5), densify_stop=int(0.7 * n),
                               densify_every=min(cfg.densify_every, max(n // 10, 10)), checkpoint_every=0,
                               eval_every=0, save_eval_images=False)
@@ -605,7 +688,8 @@ def _undone(history: list[dict]) -> set[int]:
 
 def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path | None = None,
                  steps: int | None = None, overrides: dict[str, Any] | None = None, progress: bool = True,
-                 log=print, min_registered_fraction: float = 0.5) -> ExtendResult:
+                 log=print, min_registered_fraction: float = 0.5, seed: bool = True,
+                 new_per_old: int = 2) -> ExtendResult:
     """Add ``new_input`` (video, image folder, or frames with ``poses``) to the scene in ``scene_dir``,
     continue training for ``steps`` and save the scene in place (see the module docstring).
 
@@ -625,7 +709,7 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
         raise SpatialvidError(f"{poses}: poses file not found")
     if len(scene.cameras) == 0:
         raise SpatialvidError(f"{scene_dir}: the scene has no cameras to extend")
-    cfg = extend_config(scene, steps, overrides)
+    cfg = extend_config(scene, steps, overrides, refine_poses=poses is None)
     step_id = scene.next_step_id()
     tag = f"ext{step_id}"
     timings: dict[str, float] = {}
@@ -672,7 +756,14 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
         new_train_cams = cams_t[[n_old + i for i in new_train]] if new_train else new_all
         active = _in_view(g.means, new_train_cams) & (g.origin == CAPTURED)
         fresh = new_point_gaussians(reg.points, reg.colors, g.means, cfg.sh_degree, cfg.init_opacity)
-        init = Gaussians.cat([g[active].with_sh_degree(cfg.sh_degree), fresh.with_sh_degree(cfg.sh_degree)])
+        seeded = Gaussians.empty(cfg.sh_degree)
+        if seed and new_train:
+            pos_new = [n_old + i for i in new_train]
+            seeded = seed_uncovered(Gaussians.cat([g.with_sh_degree(cfg.sh_degree), fresh.with_sh_degree(cfg.sh_degree)]),
+                                    cams_t[pos_new], [images[i] for i in pos_new], reg.points, cfg.sh_degree,
+                                    step_id, backend=cfg.backend)
+        init = Gaussians.cat([g[active].with_sh_degree(cfg.sh_degree), fresh.with_sh_degree(cfg.sh_degree),
+                              seeded.with_sh_degree(cfg.sh_degree)])
         frozen = g[~active]
         if len(init) == 0:
             raise SpatialvidError("the new frames see no Gaussians and gave no new points: nothing to train")
@@ -687,11 +778,13 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
             frac = vis.float().mean(1)
             old_pos = [j for j in range(len(old_train)) if float(frac[j]) >= 0.05]
         timings["select_seconds"] = round(time.perf_counter() - t0, 2)
-        log(f"training {len(init):,} Gaussians ({len(fresh):,} new on the new points; {len(frozen):,} kept as "
+        log(f"training {len(init):,} Gaussians ({len(fresh):,} new on the new points, {len(seeded):,} seeded where "
+            f"the scene did not cover a new view; {len(frozen):,} kept as "
             f"they are; {removed:,} generated ones seen by the new frames removed) for {cfg.steps} steps over "
             f"{len(new_train)} new + {len(old_pos)} old training cameras")
         tcfg = dataclasses.replace(cfg, max_gaussians=max(len(init), cfg.max_gaussians - len(frozen)))
-        trainer = ExtendTrainer(data, tcfg, init, frozen, new_pos, old_pos, progress=progress)
+        trainer = ExtendTrainer(data, tcfg, init, frozen, new_pos, old_pos, progress=progress,
+                                new_per_old=new_per_old)
         trainer.train()
         timings["train_seconds"] = round(trainer.train_seconds, 2)
         m = trainer.evaluate(save_images=False) if test_idx else {"psnr": None, "ssim": None}
@@ -707,6 +800,15 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
                 shutil.copyfile(scene_dir / name, tmp / name)
         images_dir = scene_dir / str(scene.metadata.get("images_dir") or "images")
         final_new = new_cams.clone()
+        if trainer.pose is not None and new_train:  # the refined poses of the new training cameras
+            from spatialvid.train.pose_refine import corrected_viewmat
+
+            with torch.no_grad():
+                vms = torch.stack([corrected_viewmat(trainer.viewmats[train_idx[j]], trainer.pose.deltas[j])
+                                   for j in new_pos]).cpu()
+            sel = torch.tensor(new_train)
+            final_new.R[sel] = vms[:, :3, :3].to(final_new.R.dtype)
+            final_new.t[sel] = vms[:, :3, 3].to(final_new.t.dtype)
         paths = []
         for n, p in zip(final_new.names, final_new.image_paths):
             dst = images_dir / n
