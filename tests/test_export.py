@@ -284,8 +284,10 @@ def test_mesh_matches_the_exact_surfaces_in_the_original_frame(synthetic):
     # vertex colours follow the Gaussians' colours (a smooth function of the position)
     expect = 0.5 + 0.4 * np.sin(6 * mesh.vertices)
     assert np.median(np.abs(mesh.colors / 255.0 - expect)) < 0.06
-    # --frame scene keeps the normalised coordinates: the same surface mapped by T
-    flat = scene_to_mesh(norm, MeshConfig(progress=False, voxel_size=0.02 * 0.37, frame="scene", max_faces=4000))
+    # --frame scene keeps the normalised coordinates: the same surface mapped by T (an int truncation, as a
+    # Python caller writes it, once made open3d refuse the call)
+    flat = scene_to_mesh(norm, MeshConfig(progress=False, voxel_size=0.02 * 0.37, frame="scene", max_faces=4000,
+                                          trunc_voxels=6))
     back = (flat.vertices - T[:3, 3]) @ np.linalg.inv(T[:3, :3]).T
     assert flat.stats["frame"] == "scene" and len(flat.faces) <= 4000
     assert np.median(_distance_to_truth(back, truth)) < 0.03  # a wrong frame would be metres off

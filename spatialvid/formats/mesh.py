@@ -231,8 +231,8 @@ def scene_to_mesh(scene, cfg: MeshConfig | None = None) -> Mesh:
         dimg = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
         cimg = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(rgb.astype(np.float32))))
         far = float(depth.max()) * 1.01 + 1e-6
-        blocks = vbg.compute_unique_block_coordinates(dimg, K, E, 1.0, far, cfg.trunc_voxels)
-        vbg.integrate(blocks, dimg, cimg, K, K, E, 1.0, far, cfg.trunc_voxels)
+        blocks = vbg.compute_unique_block_coordinates(dimg, K, E, 1.0, float(far), float(cfg.trunc_voxels))
+        vbg.integrate(blocks, dimg, cimg, K, K, E, 1.0, float(far), float(cfg.trunc_voxels))
     if fused_px == 0:
         raise SpatialvidError("mesh: no view rendered any solid surface (is the scene empty or the crop too tight?)")
     t_fuse = time.perf_counter() - t0
