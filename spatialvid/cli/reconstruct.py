@@ -135,7 +135,7 @@ class LiveView:
 def run(args) -> int:
     from spatialvid.device import check_backend, resolve_device
     from spatialvid.train.config import load_config, overrides_from_args
-    from spatialvid.train.distributed import DEFAULT_TIMEOUT_S, Distributed, RankLost
+    from spatialvid.train.distributed import DEFAULT_TIMEOUT_S, Distributed
 
     cfg = load_config(args.preset, overrides_from_args(args))
     check_backend(cfg.backend, resolve_device(cfg.device, cfg.backend))  # a bad --device fails here, before any work
@@ -143,10 +143,13 @@ def run(args) -> int:
     dist = Distributed.from_env(timeout_s=timeout)  # None unless launched by torchrun with several ranks
     try:
         return _run(args, cfg, dist)
-    except RankLost as e:
-        # A peer is gone: tearing the process group down (or the interpreter's own exit) can make gloo's
-        # threads abort the process (SIGABRT, "terminate called without an active exception") after the
-        # error was printed. The checkpoint is already safe on disk: report and leave now, exit code 2.
+    except SpatialvidError as e:
+        if dist is None:
+            raise
+        # Several ranks and one of them failed (a peer died, the ranks disagree on the input, ...): tearing the
+        # process group down, or the interpreter's own exit, can make gloo's threads abort the process
+        # (SIGABRT, "terminate called without an active exception") after the error was printed. Files are
+        # written atomically and the checkpoint is safe on disk: report and leave now, exit code 2.
         print(f"spatialvid {args.command}: error: {e}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(2)
