@@ -691,7 +691,9 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
                  log=print, min_registered_fraction: float = 0.5, seed: bool = True,
                  new_per_old: int = 2) -> ExtendResult:
     """Add ``new_input`` (video, image folder, or frames with ``poses``) to the scene in ``scene_dir``,
-    continue training for ``steps`` and save the scene in place (see the module docstring).
+    continue training for ``steps`` and save the scene in place (see the module docstring). ``seed``: seed
+    Gaussians where the scene does not cover a new view (:func:`seed_uncovered`); ``new_per_old``: new
+    training cameras drawn for each old one.
 
     Raises :class:`SpatialvidError` (scene folder untouched) on bad input, a scene without an SfM model
     (estimated registration), or fewer than ``min_registered_fraction`` of the new frames registered."""
