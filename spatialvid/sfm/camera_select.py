@@ -58,6 +58,11 @@ class ModelChoice:
     n: int
     sigma2: float
 
+    @property
+    def best_fit(self) -> str:
+        """The lowest-BIC candidate, rejected or not (differs from ``chosen`` when it was implausible)."""
+        return min(self.scores, key=lambda s: self.scores[s]["bic"])
+
     def to_dict(self) -> dict:
         return {"chosen": self.chosen, "n_residuals": self.n, "sigma2_px2": round(self.sigma2, 6),
                 "candidates": self.scores}
@@ -145,7 +150,7 @@ def select_camera_model(rec, num_threads: int = -1):
     w = min(1.0, 2.0 * npts / max(n, 1))  # evidence per track, not per observation (see the module docstring)
     n_eff = max(2 * npts, 2)
     scores = {name: {"sse_px2": round(sse, 3), "k": k, "bic": round(w * sse / sigma2 + k * np.log(n_eff), 3)}
-              for name, (_, sse, nn, k) in results.items()}
+              for name, (_, sse, _, k) in results.items()}
     for name, (cand, _, _, _) in results.items():
         why = None if name == "SIMPLE_RADIAL" else implausible(cand)
         if why:

@@ -798,7 +798,7 @@ def run_colmap(image_dir: str | Path, names: list[str], work_dir: str | Path, co
         rec, choice = select_camera_model(rec, config.num_threads)
         selection = choice.to_dict()
         timings["camera_model"] = time.perf_counter() - t1
-        best = min(choice.scores, key=lambda s: choice.scores[s]["bic"])
+        best = choice.best_fit
         if best != choice.chosen:
             notes.append(f"the camera model that fits best ({best}) has intrinsics no real camera has "
                          f"({choice.scores[best]['rejected']}): the frames carry distortions a pinhole camera "
