@@ -116,6 +116,15 @@ def resolve_format(out: Path, fmt: str | None, mesh: bool) -> str:
     return fmt
 
 
+def trained_for_geometry(scene) -> bool:
+    """Whether the scene's last reconstruct used the depth-normal or sparse depth terms (or says nothing)."""
+    for h in reversed(getattr(scene, "history", None) or []):
+        c = h.get("info", {}).get("config") if h.get("kind") == "reconstruct" else None
+        if isinstance(c, dict):
+            return float(c.get("normal_weight", 0) or 0) > 0 or float(c.get("depth_sparse_weight", 0) or 0) > 0
+    return True
+
+
 def run(args) -> int:
     from spatialvid.formats import export_scene, select_gaussians
     from spatialvid.formats.crop import parse_crop
@@ -159,6 +168,9 @@ def run(args) -> int:
         print(f"wrote {out}: mesh, {s['faces']:,} faces, {s['vertices']:,} vertices ({s['views']} views fused, "
               f"voxel {s['voxel_size']:.4g}, {s['components_dropped']} small pieces dropped, {frame}); "
               f"{out.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s")
+        if not args.quiet and not trained_for_geometry(scene):
+            print("note: this scene was trained for pictures only; `spatialvid reconstruct --preset mesh` adds "
+                  "geometry terms whose surfaces a mesh follows more closely (README: Export)")
         return 0
     if fmt == "transforms" and explicit_min_opacity and args.min_opacity > 0:
         raise SpatialvidError("transforms.json holds only cameras: --min-opacity changes nothing")

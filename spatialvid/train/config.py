@@ -18,12 +18,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from spatialvid.errors import FormatError, SpatialvidError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-PRESETS = ("fast", "default", "quality")
+PRESETS = ("fast", "default", "quality", "mesh")
 
 
 @dataclass
@@ -60,6 +61,9 @@ class TrainConfig:
     lr_scales: float = 5e-3
     lr_quats: float = 1e-3
     ssim_lambda: float = 0.2           # loss = (1-l) L1 + l (1 - SSIM)
+    depth_sparse_weight: float = 0.0   # + w x mean |depth - z| / z at the SfM points each image observed (0 = off)
+    normal_weight: float = 0.0         # + w x depth-normal consistency (losses.normal_consistency_loss; 0 = off)
+    normal_start: int = 1000           # step from which the normal term applies
     # ---- densification ----
     strategy: str = "default"          # default (3DGS adaptive density control) | mcmc
     densify_start: int = 500
@@ -93,6 +97,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.steps < 1:
             raise SpatialvidError(f"steps must be >= 1 (got {self.steps})")
+        for name in ("depth_sparse_weight", "normal_weight"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise SpatialvidError(f"{name} must be a number >= 0 (got {v})")
         if self.batch_size < 1:
             raise SpatialvidError(f"batch_size must be >= 1 (got {self.batch_size})")
         if self.batch_lr_scaling not in ("sqrt", "none"):

@@ -28,6 +28,7 @@ class TrainData:
     colors: torch.Tensor | None = None    # [P,3] 0..1
     known_poses: bool = True              # poses given (not estimated from the video)
     metadata: dict = field(default_factory=dict)
+    sparse_depth: list[torch.Tensor | None] | None = None  # per camera [M,3] (u, v px, camera z) of its SfM points
 
     @property
     def train_cameras(self) -> Cameras:
@@ -131,3 +132,37 @@ def make_train_data(cameras: Cameras, cfg, points=None, colors=None, known_poses
         if len(points) == 0:
             points = colors = None
     return TrainData(cams, images, train_idx, test_idx, points, colors, known_poses, dict(metadata or {}))
+
+
+def sparse_observations(model_dir: str | Path, cameras: Cameras) -> list[torch.Tensor | None] | None:
+    """The SfM points each camera observed, as ``[M,3]`` rows (u, v, z): the point projected with the
+    camera (pixels at its size, OpenCV axes, pixel centres at +0.5) and its camera-space depth. Matched to the
+    COLMAP model at ``model_dir`` by image name (the model in the cameras' world frame, e.g. SCENE_DIR/sparse/0);
+    None when the model is missing or unreadable, None entries for cameras it does not hold."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "points3D.bin").is_file() and not (model_dir / "points3D.txt").is_file():
+        return None
+    try:
+        import pycolmap
+
+        rec = pycolmap.Reconstruction(str(model_dir))
+    except Exception:  # noqa: BLE001 - an unreadable model only turns the depth term off
+        return None
+    xyz = {pid: p.xyz for pid, p in rec.points3D.items()}
+    by_name = {}
+    for img in rec.images.values():
+        ids = [p.point3D_id for p in img.points2D if p.has_point3D()]
+        if ids:
+            by_name[Path(img.name).name] = np.array([xyz[i] for i in ids if i in xyz], np.float64)
+    out: list[torch.Tensor | None] = []
+    for i, name in enumerate(cameras.names):
+        pts = by_name.get(Path(name).name)
+        if pts is None or len(pts) == 0:
+            out.append(None)
+            continue
+        uv, z = cameras[i].project(torch.from_numpy(pts).float())
+        uv, z = uv[0], z[0]
+        w, h = float(cameras.width[i]), float(cameras.height[i])
+        ok = (z > 1e-6) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+        out.append(torch.cat([uv[ok], z[ok, None]], 1) if ok.any() else None)
+    return out if any(o is not None for o in out) else None

@@ -350,6 +350,12 @@ def _reconstruct(input_path, out: Path, cfg: TrainConfig, poses, resume: bool, p
                                metadata=res.metadata)
 
     data = load() if dist is None else dist.agree(load)  # every rank reads the images (same paths)
+    if cfg.depth_sparse_weight > 0:
+        from spatialvid.train.data import sparse_observations
+
+        data.sparse_depth = sparse_observations(out / "sparse" / "0", data.cameras)
+        if data.sparse_depth is None:
+            log("depth_sparse_weight: no SfM model with the images' points (sparse/0); the depth term is off")
     load_s = time.perf_counter() - t0
     if "init_fallback" in res.metadata:
         log(res.metadata.pop("init_fallback"))

@@ -24,12 +24,12 @@ import torch
 from spatialvid.device import resolve_device
 from spatialvid.errors import SpatialvidError
 from spatialvid.faults import fault_point
-from spatialvid.gaussians import CAPTURED, Gaussians, num_sh_bases, rgb_to_sh0
+from spatialvid.gaussians import CAPTURED, Gaussians, num_sh_bases, quat_to_rotmat, rgb_to_sh0
 from spatialvid.render import rasterize
 from spatialvid.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from spatialvid.train.config import TrainConfig
 from spatialvid.train.data import TrainData
-from spatialvid.train.losses import photometric_loss
+from spatialvid.train.losses import normal_consistency_loss, photometric_loss
 from spatialvid.train.optim import PARAM_NAMES, batch_scaling, exp_lr, make_optimizers, set_lr
 from spatialvid.train.pose_refine import PoseRefiner
 from spatialvid.train.strategy import make_strategy
@@ -348,6 +348,41 @@ class Trainer:
         out.width, out.height = img.shape[1], img.shape[0]
         return out
 
+    def _normal_loss(self, out, cam_idx: int, train_pos: int) -> torch.Tensor:
+        """Depth-normal consistency of render ``out`` of camera ``cam_idx``: the Gaussians' normals (shortest
+        axis, camera space, facing the camera) rendered as colours against the normals of ``out.depth``."""
+        p = self.params
+        means, quats = p["means"], p["quats"]
+        vm = self.viewmats[cam_idx]
+        if self.pose is not None:
+            means, quats = self.pose.apply(train_pos, means, quats, vm)
+        scales = torch.exp(p["log_scales"])
+        R = quat_to_rotmat(quats)
+        n = torch.gather(R, 2, scales.detach().argmin(1)[:, None, None].expand(-1, 3, 1))[..., 0]
+        nc = n @ vm[:3, :3].T
+        mc = means @ vm[:3, :3].T + vm[:3, 3]
+        nc = nc * torch.where((nc * mc).sum(-1, keepdim=True) > 0, -1.0, 1.0)
+        nr = rasterize(means, quats, scales, torch.sigmoid(p["opacity_logits"]), nc, vm, self.Ks[cam_idx],
+                       out.width, out.height, background=torch.zeros(3, device=means.device),
+                       antialiased=self.cfg.antialiased, backend=self.cfg.backend)
+        return normal_consistency_loss(nr.rgb, out.depth, out.alpha, self.Ks[cam_idx])
+
+    def _sparse_depth_loss(self, out, cam: int) -> torch.Tensor | float:
+        """Mean relative depth error ``|depth - z| / z`` at the SfM points camera ``cam`` observed (where the
+        render is solid: alpha > 0.5); 0 when it has none."""
+        obs = self.data.sparse_depth[cam]
+        if obs is None:
+            return 0.0
+        obs = obs.to(out.depth.device)
+        H, W = out.depth.shape
+        u = obs[:, 0].long().clamp(0, W - 1)
+        v = obs[:, 1].long().clamp(0, H - 1)
+        d, a = out.depth[v, u], out.alpha[v, u].detach()
+        ok = a > 0.5
+        if not ok.any():
+            return 0.0
+        return ((d[ok] - obs[ok, 2]).abs() / obs[ok, 2]).mean()
+
     def refined_cameras(self):
         """All cameras at the training resolution, training poses corrected by the pose refinement."""
         cams = self.data.cameras.clone()
@@ -451,6 +486,10 @@ class Trainer:
             out = self.render(cam, deg, train_pos=pos if self.pose is not None else None)
             gt = self.image(cam)
             loss, l1 = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
+            if cfg.normal_weight > 0 and step >= cfg.normal_start:
+                loss = loss + cfg.normal_weight * self._normal_loss(out, cam, pos)
+            if cfg.depth_sparse_weight > 0 and self.data.sparse_depth is not None:
+                loss = loss + cfg.depth_sparse_weight * self._sparse_depth_loss(out, cam)
             if b > 1:  # the batch mean: each camera's share
                 loss, l1 = loss / b, l1 / b
             if j == 0:  # the regulariser once per step (on rank 0)
