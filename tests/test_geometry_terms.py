@@ -146,3 +146,17 @@ def test_mesh_preset_turns_the_geometry_terms_on_and_extend_off():
     assert load_config("fast").normal_weight == 0 and load_config("fast").depth_sparse_weight == 0
     with pytest.raises(Exception, match="normal_weight"):
         load_config("fast", {"normal_weight": -1.0})
+
+
+def test_export_knows_whether_a_scene_was_trained_for_geometry():
+    from types import SimpleNamespace
+
+    from spatialvid.cli.export import trained_for_geometry
+
+    def scene(cfg):
+        return SimpleNamespace(history=[{"kind": "reconstruct", "info": {"config": cfg}}, {"kind": "fill", "info": {}}])
+
+    assert not trained_for_geometry(scene({"normal_weight": 0.0, "depth_sparse_weight": 0.0}))
+    assert trained_for_geometry(scene({"normal_weight": 0.1, "depth_sparse_weight": 0.0}))
+    assert trained_for_geometry(scene({"depth_sparse_weight": 0.5}))
+    assert trained_for_geometry(SimpleNamespace(history=[]))  # a scene that does not say: no note
