@@ -63,7 +63,8 @@ class TrainConfig:
     ssim_lambda: float = 0.2           # loss = (1-l) L1 + l (1 - SSIM)
     depth_sparse_weight: float = 0.0   # + w x mean |depth - z| / z at the SfM points each image observed (0 = off)
     normal_weight: float = 0.0         # + w x depth-normal consistency (losses.normal_consistency_loss; 0 = off)
-    normal_start: int = 1000           # step from which the normal term applies
+    normal_start: int = 1000           # step from which the normal and multi-view terms apply
+    multiview_weight: float = 0.0      # + w x losses.multiview_ncc_loss against a neighbour view (0 = off)
     # ---- densification ----
     strategy: str = "default"          # default (3DGS adaptive density control) | mcmc
     densify_start: int = 500
@@ -97,7 +98,7 @@ class TrainConfig:
     def validate(self) -> None:
         if self.steps < 1:
             raise SpatialvidError(f"steps must be >= 1 (got {self.steps})")
-        for name in ("depth_sparse_weight", "normal_weight"):
+        for name in ("depth_sparse_weight", "normal_weight", "multiview_weight"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise SpatialvidError(f"{name} must be a number >= 0 (got {v})")

@@ -625,7 +625,7 @@ def extend_config(scene, steps: int | None = None, overrides: dict[str, Any] | N
                   refine_poses: bool = False) -> TrainConfig:
     """The training config of an extend: the scene's last reconstruct config (else the ``fast`` preset),
     ``steps`` (default: a third of the reconstruct's, at least 300), full SH degree from the start, no opacity
-    reset, no geometry terms (normal_weight, depth_sparse_weight), densification during the first 70% of the
+    reset, no geometry terms (normal, sparse depth, multi-view), densification during the first 70% of the
     steps; ``refine_poses``: pose refinement (of the new cameras only, see :class:`ExtendTrainer`) from a tenth
     of the steps on, else none."""
     base = None
@@ -645,7 +645,8 @@ def extend_config(scene, steps: int | None = None, overrides: dict[str, Any] | N
                               lr_pose=EXTEND_LR_POSE,
                               densify_start=min(100, n // 5), densify_stop=int(0.7 * n),
                               densify_every=min(cfg.densify_every, max(n // 10, 10)), checkpoint_every=0,
-                              eval_every=0, save_eval_images=False, normal_weight=0.0, depth_sparse_weight=0.0)
+                              eval_every=0, save_eval_images=False, normal_weight=0.0, depth_sparse_weight=0.0,
+                              multiview_weight=0.0)
     if overrides:
         from spatialvid.train.config import apply_overrides
 

@@ -44,3 +44,43 @@ def normal_consistency_loss(normals: torch.Tensor, depth: torch.Tensor, alpha: t
         return depth.sum() * 0.0
     return (1.0 - (nr * nd).sum(-1))[ok].mean()
 
+
+
+def _box(x: torch.Tensor, r: int = 3) -> torch.Tensor:
+    return torch.nn.functional.avg_pool2d(x[None, None], 2 * r + 1, 1, r, count_include_pad=False)[0, 0]
+
+
+def multiview_ncc_loss(depth: torch.Tensor, alpha: torch.Tensor, K: torch.Tensor, viewmat: torch.Tensor,
+                       image: torch.Tensor, K_n: torch.Tensor, viewmat_n: torch.Tensor, image_n: torch.Tensor,
+                       max_cost: float = 1.0) -> torch.Tensor:
+    """Multi-view photometric consistency (as in PGSR, Chen et al. 2024, with per-pixel instead of planar
+    warps): every pixel is lifted with the rendered camera-z ``depth`` [H,W] of the reference camera (``K``,
+    world-to-camera ``viewmat``, OpenCV axes), projected into the neighbour camera and the neighbour's
+    *input* image sampled there; the loss is the mean ``1 - NCC`` of 7x7 grey patches of the reference image
+    and the warped one, over solid (alpha > 0.5), textured pixels that land inside the neighbour, leaving out
+    those that do not match at all (cost >= ``max_cost``: occluded or out of view). Its gradient moves the
+    depth to where the two input images agree."""
+    F = torch.nn.functional
+    H, W = depth.shape
+    dev, dt = depth.device, depth.dtype
+    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=dt) + 0.5, torch.arange(W, device=dev, dtype=dt) + 0.5,
+                          indexing="ij")
+    ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+    xw = (ray * depth[..., None] - viewmat[:3, 3]) @ viewmat[:3, :3]
+    xn = xw @ viewmat_n[:3, :3].T + viewmat_n[:3, 3]
+    z = xn[..., 2].clamp_min(1e-6)
+    un = K_n[0, 0] * xn[..., 0] / z + K_n[0, 2]
+    vn = K_n[1, 1] * xn[..., 1] / z + K_n[1, 2]
+    gi, gn = image.mean(-1), image_n.mean(-1)
+    warped = F.grid_sample(gn[None, None], torch.stack([un / W * 2 - 1, vn / H * 2 - 1], -1)[None],
+                           align_corners=False, padding_mode="border")[0, 0]
+    mi, mw = _box(gi), _box(warped)
+    vi = (_box(gi * gi) - mi * mi).clamp_min(0)
+    vw = (_box(warped * warped) - mw * mw).clamp_min(0)
+    cost = 1 - (_box(gi * warped) - mi * mw) / torch.sqrt(vi * vw + 1e-8)
+    ud, vd = un.detach(), vn.detach()
+    ok = ((alpha.detach() > 0.5) & (xn[..., 2].detach() > 0) & (ud >= 0) & (ud < W) & (vd >= 0) & (vd < H)
+          & (vi > 1e-4) & (cost.detach() < max_cost))
+    if not ok.any():
+        return depth.sum() * 0.0
+    return cost[ok].mean()

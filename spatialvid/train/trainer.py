@@ -29,7 +29,7 @@ from spatialvid.render import rasterize
 from spatialvid.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from spatialvid.train.config import TrainConfig
 from spatialvid.train.data import TrainData
-from spatialvid.train.losses import normal_consistency_loss, photometric_loss
+from spatialvid.train.losses import multiview_ncc_loss, normal_consistency_loss, photometric_loss
 from spatialvid.train.optim import PARAM_NAMES, batch_scaling, exp_lr, make_optimizers, set_lr
 from spatialvid.train.pose_refine import PoseRefiner
 from spatialvid.train.strategy import make_strategy
@@ -260,6 +260,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.history: list[dict[str, Any]] = []
         self.eval_history: list[dict[str, Any]] = []
+        self._nbrs: dict[int, list[int]] = {}
         if dist is not None:  # same config, cameras, images and initial Gaussians on every rank
             from spatialvid.train.distributed import input_digests
 
@@ -366,6 +367,30 @@ class Trainer:
                        out.width, out.height, background=torch.zeros(3, device=means.device),
                        antialiased=self.cfg.antialiased, backend=self.cfg.backend)
         return normal_consistency_loss(nr.rgb, out.depth, out.alpha, self.Ks[cam_idx])
+
+    def _neighbours(self, cam: int) -> list[int]:
+        """Up to 4 training cameras that look the same way as ``cam`` (optical axes < 40 deg apart) from a
+        baseline of 2-40 % of the scene extent, widest first (for the multi-view term)."""
+        if cam not in self._nbrs:
+            c2w = torch.linalg.inv(self.viewmats.detach().cpu().double())
+            C, Z = c2w[:, :3, 3], c2w[:, :3, 2]
+            cand = torch.tensor(self.data.train_idx)
+            ang = torch.rad2deg(torch.acos((Z[cand] @ Z[cam]).clamp(-1, 1)))
+            b = (C[cand] - C[cam]).norm(dim=1)
+            ok = (ang < 40) & (b > 0.02 * self.extent) & (cand != cam)
+            idx = cand[ok]
+            self._nbrs[cam] = idx[torch.argsort(-b[ok].clamp(max=0.4 * self.extent))[:4]].tolist()
+        return self._nbrs[cam]
+
+    def _multiview_loss(self, out, cam: int, step: int):
+        """:func:`multiview_ncc_loss` of render ``out`` of camera ``cam`` against one of its neighbours (they
+        take turns by step)."""
+        nb = self._neighbours(cam)
+        if not nb:
+            return 0.0
+        j = nb[step % len(nb)]
+        return multiview_ncc_loss(out.depth, out.alpha, self.Ks[cam], self.viewmats[cam], self.image(cam),
+                                  self.Ks[j], self.viewmats[j], self.image(j))
 
     def _sparse_depth_loss(self, out, cam: int) -> torch.Tensor | float:
         """Mean relative depth error ``|depth - z| / z`` at the SfM points camera ``cam`` observed (where the
@@ -488,6 +513,8 @@ class Trainer:
             loss, l1 = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
             if cfg.normal_weight > 0 and step >= cfg.normal_start:
                 loss = loss + cfg.normal_weight * self._normal_loss(out, cam, pos)
+            if cfg.multiview_weight > 0 and step >= cfg.normal_start:
+                loss = loss + cfg.multiview_weight * self._multiview_loss(out, cam, step)
             if cfg.depth_sparse_weight > 0 and self.data.sparse_depth is not None:
                 loss = loss + cfg.depth_sparse_weight * self._sparse_depth_loss(out, cam)
             if b > 1:  # the batch mean: each camera's share
