@@ -159,6 +159,7 @@ def test_export_knows_whether_a_scene_was_trained_for_geometry():
     assert not trained_for_geometry(scene({"normal_weight": 0.0, "depth_sparse_weight": 0.0}))
     assert trained_for_geometry(scene({"normal_weight": 0.1, "depth_sparse_weight": 0.0}))
     assert trained_for_geometry(scene({"depth_sparse_weight": 0.5}))
+    assert trained_for_geometry(scene({"multiview_weight": 0.2}))
     assert trained_for_geometry(SimpleNamespace(history=[]))  # a scene that does not say: no note
 
 

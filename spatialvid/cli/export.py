@@ -119,11 +119,12 @@ def resolve_format(out: Path, fmt: str | None, mesh: bool) -> str:
 
 
 def trained_for_geometry(scene) -> bool:
-    """Whether the scene's last reconstruct used the depth-normal or sparse depth terms (or says nothing)."""
+    """Whether the scene's last reconstruct used a geometry term (normal, multi-view, sparse depth), or says
+    nothing of its config."""
     for h in reversed(getattr(scene, "history", None) or []):
         c = h.get("info", {}).get("config") if h.get("kind") == "reconstruct" else None
         if isinstance(c, dict):
-            return float(c.get("normal_weight", 0) or 0) > 0 or float(c.get("depth_sparse_weight", 0) or 0) > 0
+            return any(float(c.get(k, 0) or 0) > 0 for k in ("normal_weight", "multiview_weight", "depth_sparse_weight"))
     return True
 
 

@@ -16,13 +16,18 @@ def photometric_loss(pred: torch.Tensor, target: torch.Tensor, ssim_lambda: floa
     return (1.0 - ssim_lambda) * l1 + ssim_lambda * d_ssim, l1.detach()
 
 
-def depth_normals(depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """[H,W,3] unit camera-space normals (OpenCV axes, facing the camera) of the surface a [H,W] camera-z depth
-    map describes (central differences of the back-projected pixels; zero on the border)."""
+def _pixel_rays(depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """[H,W,3] rays (x/z, y/z, 1) through the pixel centres (+0.5) of a [H,W] image of camera ``K``."""
     H, W = depth.shape
     v, u = torch.meshgrid(torch.arange(H, device=depth.device, dtype=depth.dtype) + 0.5,
                           torch.arange(W, device=depth.device, dtype=depth.dtype) + 0.5, indexing="ij")
-    p = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1) * depth[..., None]
+    return torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+
+
+def depth_normals(depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """[H,W,3] unit camera-space normals (OpenCV axes, facing the camera) of the surface a [H,W] camera-z depth
+    map describes (central differences of the back-projected pixels; zero on the border)."""
+    p = _pixel_rays(depth, K) * depth[..., None]
     n = torch.zeros_like(p)
     du = p[1:-1, 2:] - p[1:-1, :-2]
     dv = p[2:, 1:-1] - p[:-2, 1:-1]
@@ -62,11 +67,7 @@ def multiview_ncc_loss(depth: torch.Tensor, alpha: torch.Tensor, K: torch.Tensor
     depth to where the two input images agree."""
     F = torch.nn.functional
     H, W = depth.shape
-    dev, dt = depth.device, depth.dtype
-    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=dt) + 0.5, torch.arange(W, device=dev, dtype=dt) + 0.5,
-                          indexing="ij")
-    ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
-    xw = (ray * depth[..., None] - viewmat[:3, 3]) @ viewmat[:3, :3]
+    xw = (_pixel_rays(depth, K) * depth[..., None] - viewmat[:3, 3]) @ viewmat[:3, :3]
     xn = xw @ viewmat_n[:3, :3].T + viewmat_n[:3, 3]
     z = xn[..., 2].clamp_min(1e-6)
     un = K_n[0, 0] * xn[..., 0] / z + K_n[0, 2]

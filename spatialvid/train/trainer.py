@@ -330,14 +330,20 @@ class Trainer:
                          origin=torch.full((n,), CAPTURED, dtype=torch.uint8, device=self.device),
                          step=torch.full((n,), step_id, dtype=torch.int32, device=self.device))
 
+    def _posed(self, cam_idx: int, train_pos: int | None):
+        """(means, quats, viewmat) to render camera ``cam_idx`` with: the learned pose correction of training
+        position ``train_pos`` applied to the Gaussians (when pose refinement is on and it is given)."""
+        means, quats = self.params["means"], self.params["quats"]
+        vm = self.viewmats[cam_idx]
+        if self.pose is not None and train_pos is not None:
+            means, quats = self.pose.apply(train_pos, means, quats, vm)
+        return means, quats, vm
+
     def render(self, cam_idx: int, sh_degree: int | None = None, train_pos: int | None = None):
         """Render camera ``cam_idx`` (index into ``data.cameras``); with ``train_pos`` (its position in the
         training list) the learned pose correction is applied."""
         p = self.params
-        means, quats = p["means"], p["quats"]
-        vm = self.viewmats[cam_idx]
-        if self.pose is not None and train_pos is not None:
-            means, quats = self.pose.apply(train_pos, means, quats, vm)
+        means, quats, vm = self._posed(cam_idx, train_pos)
         deg = self.cfg.sh_degree if sh_degree is None else sh_degree
         # only the active bands enter the graph (no gradient work, no Adam step for unused ones)
         k = (deg + 1) ** 2 - 1
@@ -353,10 +359,7 @@ class Trainer:
         """Depth-normal consistency of render ``out`` of camera ``cam_idx``: the Gaussians' normals (shortest
         axis, camera space, facing the camera) rendered as colours against the normals of ``out.depth``."""
         p = self.params
-        means, quats = p["means"], p["quats"]
-        vm = self.viewmats[cam_idx]
-        if self.pose is not None:
-            means, quats = self.pose.apply(train_pos, means, quats, vm)
+        means, quats, vm = self._posed(cam_idx, train_pos)
         scales = torch.exp(p["log_scales"])
         R = quat_to_rotmat(quats)
         n = torch.gather(R, 2, scales.detach().argmin(1)[:, None, None].expand(-1, 3, 1))[..., 0]
@@ -372,7 +375,7 @@ class Trainer:
         """Up to 4 training cameras that look the same way as ``cam`` (optical axes < 40 deg apart) from a
         baseline of 2-40 % of the scene extent, widest first (for the multi-view term)."""
         if cam not in self._nbrs:
-            c2w = torch.linalg.inv(self.viewmats.detach().cpu().double())
+            c2w = self.data.cameras.c2w().double()
             C, Z = c2w[:, :3, 3], c2w[:, :3, 2]
             cand = torch.tensor(self.data.train_idx)
             ang = torch.rad2deg(torch.acos((Z[cand] @ Z[cam]).clamp(-1, 1)))
