@@ -221,3 +221,30 @@ def test_extend_errors_leave_scene_unchanged(split_sample, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no SfM model" in err and "spatialvid poses" in err
     assert _digest(bare) == b0
+
+
+def test_extend_camera_draw_follows_new_per_old():
+    """Each training step draws a new camera with probability new_per_old / (new_per_old + 1), else an old
+    one; the draws are reproducible from the seed."""
+    from types import SimpleNamespace
+
+    from spatialvid.train.extend import ExtendTrainer
+
+    for npo, want in ((1.0, 0.5), (3.0, 0.75), (0.5, 1 / 3)):
+        t = SimpleNamespace(cfg=SimpleNamespace(seed=0), new_per_old=npo, new_pos=[10, 11, 12], old_pos=[0, 1])
+        draws = [ExtendTrainer._draw(t, k) for k in range(4000)]
+        share = np.mean([d >= 10 for d in draws])
+        assert abs(share - want) < 0.03, (npo, share)
+        assert set(draws) == {0, 1, 10, 11, 12}
+        assert draws == [ExtendTrainer._draw(t, k) for k in range(4000)]
+
+
+def test_extend_refine_poses_with_known_poses_is_refused(tmp_path, capsys):
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    (tmp_path / "new").mkdir()
+    poses = tmp_path / "transforms.json"
+    poses.write_text("{}")
+    assert main(["extend", str(scene), str(tmp_path / "new"), "--poses", str(poses), "--refine-poses"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--refine-poses" in err

@@ -17,11 +17,12 @@ applied. With --poses FILE (transforms.json or COLMAP model of the new frames), 
 scene by a similarity transform on the frames they share with the scene (no SfM model needed).
 Frames that do not register are listed with the reason; if fewer than half register, nothing is written.
 
-Training then continues over the old + new cameras (two new for each old one) for --steps: the Gaussians
+Training then continues over the old + new cameras (half and half) for --steps: the Gaussians
 the new frames see, new ones on the new sparse points and new ones seeded from the real pixels where the
 scene does not cover a new frame are optimised (and densified), every other Gaussian keeps its values;
-generated (filled) Gaussians the new frames see are removed. Registered (not --poses) new cameras have
-their poses refined during training; the scene's own cameras stay as they are. The scene is updated in place; its history
+generated (filled) Gaussians the new frames see are removed. Cameras keep their poses (the registration
+places the new ones; --refine-poses also refines registered new cameras during training); the scene's own
+cameras stay as they are. The scene is updated in place; its history
 gets an 'extend' entry and the previous scene is kept under SCENE_DIR/history/ so --undo restores it exactly.
 """
 
@@ -43,6 +44,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="training steps after registration (default: a third of the scene's reconstruct steps, "
                         "at least 300)")
+    p.add_argument("--refine-poses", action="store_true",
+                   help="also refine the registered new cameras' poses during training (not with --poses)")
     p.add_argument("--backend", choices=["auto", "cpu", "cuda", "torch"], default=None, help="rasterizer backend")
     p.add_argument("--undo", action="store_true", help="restore the scene as it was before its last extend")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -66,7 +69,10 @@ def run(args) -> int:
     if args.steps is not None and args.steps < 1:
         raise SpatialvidError(f"--steps must be >= 1, got {args.steps}")
     overrides = {"backend": args.backend} if args.backend else None
+    if args.refine_poses and args.poses:
+        raise SpatialvidError("--refine-poses refines registered cameras; --poses poses are kept as given")
     res = extend_scene(args.scene, args.input, poses=args.poses, steps=args.steps, overrides=overrides,
+                       refine_poses=args.refine_poses,
                        progress=not args.quiet, log=(lambda *a, **k: None) if args.json or args.quiet else print)
     if args.json:
         print(json.dumps(res.to_dict()))

@@ -22,11 +22,11 @@
    new sparse points (where no Gaussian is near) and, densely, where the scene does not cover a new training
    view (rendered alpha < 0.5: the view's real pixel colours lifted at a depth completed from the scene's
    rendered depth and the new sparse points, :func:`seed_uncovered`). Those and the captured Gaussians
-   inside a new frame's view are optimised over old + new training cameras (two new cameras for each old
-   one), with densification (3DGS adaptive density control) of those Gaussians only; every other Gaussian
-   is rendered but kept bit-identical. No opacity reset, full SH degree from the start. With registration
-   by SfM the new cameras' poses are refined during training (the old cameras stay fixed); known poses are
-   kept as given.
+   inside a new frame's view are optimised over old + new training cameras (drawn half and half), with
+   densification (3DGS adaptive density control) of those Gaussians only; every other Gaussian is rendered
+   but kept bit-identical. No opacity reset, full SH degree from the start. All cameras keep their poses (the
+   registration's bundle adjustment placed the new ones; ``refine_poses`` refines the new ones during
+   training, the old cameras stay fixed; known poses are always kept as given).
 3. **History and undo.** The pre-extend ``gaussians.ply``, ``transforms.json`` and ``scene.json`` are copied
    to ``SCENE/history/extend_<step>/`` before the scene is written; an ``extend`` history entry records
    the input, registered / dropped frames, Gaussians added / removed and the time. :func:`undo_extend`
@@ -436,28 +436,30 @@ class _Head:
 class ExtendTrainer(Trainer):
     """A :class:`Trainer` whose parameters are the Gaussians being optimised; ``frozen`` Gaussians are
     rendered with them (after them, detached) and never change. Each step draws a new training camera
-    ``new_per_old`` times for each old one (``new_pos`` / ``old_pos``: positions in ``data.train_idx``).
+    ``new_per_old`` times for each old one on average (``new_pos`` / ``old_pos``: positions in ``data.train_idx``).
     With pose refinement on (``cfg.pose_refine``), only the new cameras' poses get a learned correction
     (applied to all Gaussians, frozen ones included, as the trainer's pose refinement does)."""
 
     def __init__(self, data, cfg, init: Gaussians, frozen: Gaussians, new_pos: list[int], old_pos: list[int],
-                 progress: bool = True, new_per_old: int = 2):
+                 progress: bool = True, new_per_old: float = 1.0):
         super().__init__(data, cfg, None, init=init, progress=progress)
         f = frozen.with_sh_degree(cfg.sh_degree)
         self.frozen = {"means": f.means, "quats": f.quats, "scales": f.scales, "opac": f.opacities,
                        "sh": f.sh}
         self.new_pos, self.old_pos = list(new_pos), list(old_pos) or list(new_pos)
-        self.new_per_old = max(1, int(new_per_old))
+        self.new_per_old = max(0.0, float(new_per_old))
         self._refined = set(self.new_pos)  # only the new cameras' poses are refined (the old ones are fixed)
 
     def _draw(self, k: int) -> int:
-        pool = self.new_pos if k % (self.new_per_old + 1) < self.new_per_old else self.old_pos
         g = torch.Generator().manual_seed(int(self.cfg.seed) * 7919 + k)
+        new = float(torch.rand((), generator=g)) * (self.new_per_old + 1) < self.new_per_old
+        pool = self.new_pos if new else self.old_pos
         return pool[int(torch.randint(len(pool), (1,), generator=g))]
 
     def camera_batch(self, step: int) -> list[int]:
-        """The step's cameras: ``new_per_old`` new training cameras for each old one (drawn at random from
-        each pool), so the new views, which the scene fits worst, get most of the steps."""
+        """The step's cameras, each drawn at random: from the new training cameras with probability
+        ``new_per_old / (new_per_old + 1)``, else from the old ones (default 1: half and half; more new views
+        fit them faster but let the shared Gaussians drift from what the old views need)."""
         b = int(self.cfg.batch_size)
         return [self._draw(step * b + k) for k in range(b)]
 
@@ -691,11 +693,13 @@ def _undone(history: list[dict]) -> set[int]:
 def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path | None = None,
                  steps: int | None = None, overrides: dict[str, Any] | None = None, progress: bool = True,
                  log=print, min_registered_fraction: float = 0.5, seed: bool = True,
-                 new_per_old: int = 2) -> ExtendResult:
+                 new_per_old: float = 1.0, refine_poses: bool = False) -> ExtendResult:
     """Add ``new_input`` (video, image folder, or frames with ``poses``) to the scene in ``scene_dir``,
     continue training for ``steps`` and save the scene in place (see the module docstring). ``seed``: seed
     Gaussians where the scene does not cover a new view (:func:`seed_uncovered`); ``new_per_old``: new
-    training cameras drawn for each old one.
+    training cameras drawn for each old one (on average); ``refine_poses``: also refine the registered new
+    cameras' poses during training (off by default: the registration's bundle adjustment is better on the
+    measured captures; never with ``poses``).
 
     Raises :class:`SpatialvidError` (scene folder untouched) on bad input, a scene without an SfM model
     (estimated registration), or fewer than ``min_registered_fraction`` of the new frames registered."""
@@ -713,7 +717,7 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
         raise SpatialvidError(f"{poses}: poses file not found")
     if len(scene.cameras) == 0:
         raise SpatialvidError(f"{scene_dir}: the scene has no cameras to extend")
-    cfg = extend_config(scene, steps, overrides, refine_poses=poses is None)
+    cfg = extend_config(scene, steps, overrides, refine_poses=refine_poses and poses is None)
     step_id = scene.next_step_id()
     tag = f"ext{step_id}"
     timings: dict[str, float] = {}
