@@ -698,8 +698,8 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
     continue training for ``steps`` and save the scene in place (see the module docstring). ``seed``: seed
     Gaussians where the scene does not cover a new view (:func:`seed_uncovered`); ``new_per_old``: new
     training cameras drawn for each old one (on average); ``refine_poses``: also refine the registered new
-    cameras' poses during training (off by default: the registration's bundle adjustment is better on the
-    measured captures; never with ``poses``).
+    cameras' poses during training (off by default: measured, it cost the fox photos' new views 1 dB and gained
+    the sample's 0.4 dB; never with ``poses``).
 
     Raises :class:`SpatialvidError` (scene folder untouched) on bad input, a scene without an SfM model
     (estimated registration), or fewer than ``min_registered_fraction`` of the new frames registered."""
