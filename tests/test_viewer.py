@@ -453,9 +453,8 @@ def _wait_for_view(page, prev: np.ndarray | None, timeout: float = 30.0) -> np.n
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)")
 def test_browser_loads_scene_in_every_mode(app, sample):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) missing")
     _use_training_view(app, 0)
     with sync_api.sync_playwright() as p:

@@ -69,8 +69,6 @@ def run(args) -> int:
     if args.steps is not None and args.steps < 1:
         raise SpatialvidError(f"--steps must be >= 1, got {args.steps}")
     overrides = {"backend": args.backend} if args.backend else None
-    if args.refine_poses and args.poses:
-        raise SpatialvidError("--refine-poses refines registered cameras; --poses poses are kept as given")
     res = extend_scene(args.scene, args.input, poses=args.poses, steps=args.steps, overrides=overrides,
                        refine_poses=args.refine_poses,
                        progress=not args.quiet, log=(lambda *a, **k: None) if args.json or args.quiet else print)

@@ -707,6 +707,8 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
     from spatialvid.scene import GAUSSIANS_PLY, SCENE_JSON, TRANSFORMS_JSON, Scene
     from spatialvid.train.data import load_images, split_indices, training_scale
 
+    if refine_poses and poses is not None:
+        raise SpatialvidError("--refine-poses refines registered cameras; --poses poses are kept as given")
     t_all = time.perf_counter()
     scene_dir = Path(scene_dir)
     scene = Scene.load(scene_dir)
@@ -717,7 +719,7 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
         raise SpatialvidError(f"{poses}: poses file not found")
     if len(scene.cameras) == 0:
         raise SpatialvidError(f"{scene_dir}: the scene has no cameras to extend")
-    cfg = extend_config(scene, steps, overrides, refine_poses=refine_poses and poses is None)
+    cfg = extend_config(scene, steps, overrides, refine_poses=refine_poses)
     step_id = scene.next_step_id()
     tag = f"ext{step_id}"
     timings: dict[str, float] = {}
