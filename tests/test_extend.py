@@ -110,6 +110,13 @@ def test_extend_registers_in_scene_frame_and_undo_is_exact(split_sample, tmp_pat
         return {tuple(r) for r in t[sel].numpy().tolist()}
 
     assert rows(old.gaussians, keep) <= rows(ext.gaussians)
+    # the extended scene has SH degree 3: the kept Gaussians' old bands as they were, the added bands zero
+    assert ext.gaussians.sh_degree == 3
+    at = {tuple(m): i for i, m in enumerate(ext.gaussians.means.numpy().tolist())}
+    idx = [at[tuple(m)] for m in old.gaussians.means[keep].numpy().tolist()]
+    nb = old.gaussians.shN.shape[1]
+    assert torch.equal(ext.gaussians.shN[idx, :nb], old.gaussians.shN[keep])
+    assert (ext.gaussians.shN[idx, nb:] == 0).all()
     # the new cameras are posed in the scene's frame and scale: compared with ground truth mapped into the
     # scene by a similarity fitted on the *old* cameras only
     ref = load_poses(s.transforms)
@@ -248,3 +255,88 @@ def test_extend_refine_poses_with_known_poses_is_refused(tmp_path, capsys):
     assert main(["extend", str(scene), str(tmp_path / "new"), "--poses", str(poses), "--refine-poses"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--refine-poses" in err
+
+
+def _wall(z: float, n: int = 40, half: float = 3.0, scale: float = 0.06):
+    """A dense opaque grid of Gaussians on the plane z = ``z`` (world = camera frame of :func:`_front_cam`)."""
+    from spatialvid.gaussians import Gaussians
+
+    xs = torch.linspace(-half, half, n)
+    gx, gy = torch.meshgrid(xs, xs, indexing="ij")
+    means = torch.stack([gx.flatten(), gy.flatten(), torch.full((n * n,), z)], 1)
+    m = len(means)
+    quats = torch.zeros(m, 4)
+    quats[:, 0] = 1
+    return Gaussians.from_arrays(means, torch.full((m, 3), float(np.log(scale))), quats,
+                                 torch.full((m,), 4.0), torch.full((m, 3), 0.5))
+
+
+def _front_cam(w: int = 64, h: int = 48):
+    from spatialvid.cameras import Cameras
+
+    return Cameras(fx=[60.0], fy=[60.0], cx=[w / 2], cy=[h / 2], width=[w], height=[h],
+                   R=torch.eye(3)[None], t=torch.zeros(1, 3))
+
+
+def test_free_space_flags_points_in_front_of_what_an_old_view_saw():
+    """A point an old view sees in front of its solid surface (nearer than 0.9 x the rendered depth) is in
+    observed free space; points behind the surface, just in front of it (within the margin), outside the
+    view or where the view saw nothing solid are not."""
+    from spatialvid.train.extend import in_observed_free_space
+
+    wall = _wall(5.0)
+    cam = _front_cam()
+    pts = torch.tensor([[0.0, 0.0, 2.0],     # in front of the wall, in view: free space
+                        [0.5, -0.3, 4.0],    # in front, in view
+                        [0.0, 0.0, 7.0],     # behind the wall
+                        [0.2, 0.1, 4.8],     # within 10 % of the surface
+                        [30.0, 0.0, 2.0],    # outside the image
+                        [0.0, 0.0, -2.0]])   # behind the camera
+    got = in_observed_free_space(pts, wall, cam)
+    assert got.tolist() == [True, True, False, False, False, False]
+    # a wall covering only the left half of the image: in front of the empty right half nothing is flagged
+    left = wall[wall.means[:, 0] < -0.5]
+    got = in_observed_free_space(torch.tensor([[-1.0, 0.0, 2.0], [1.5, 0.0, 2.0]]), left, cam)
+    assert got.tolist() == [True, False]
+
+
+def test_new_point_gaussians_keep_clear_of_the_existing_ones():
+    """Gaussians on new sparse points far from the scene: only points farther than the gap are kept, and no
+    new Gaussian's initial size exceeds its distance to the nearest existing centre (sparse points are far
+    apart; the plain 3-nearest-neighbour size would spread them over what the old views fit)."""
+    from scipy.spatial import cKDTree
+
+    from spatialvid.train.extend import new_point_gaussians
+
+    existing = _wall(5.0, n=30, half=1.0).means
+    rng = np.random.default_rng(0)
+    far = np.c_[rng.uniform(-4, 4, (60, 2)), rng.uniform(5.3, 9.0, 60)]  # sparse, 0.3-4 behind the wall
+    near = np.array([[0.0, 0.0, 5.01], [0.3, 0.3, 4.99]])               # on the existing structure
+    g = new_point_gaussians(np.r_[far, near], np.full((62, 3), 0.5), existing, sh_degree=0)
+    d_exist, _ = cKDTree(existing.double().numpy()).query(g.means.double().numpy())
+    assert 0 < len(g) <= 60 and (d_exist > 0.1).all()
+    size = torch.exp(g.log_scales).amax(1).double().numpy()
+    assert (size <= d_exist + 1e-6).all()
+    # without the cap the 3-NN size of these sparse points is larger than the gap for some of them
+    from spatialvid.train.trainer import knn_scales
+
+    assert (knn_scales(g.means).double().numpy() > d_exist).any()
+
+
+
+def test_extend_config_sh_degree():
+    """An extend trains at SH degree 3 unless told otherwise, never below the scene's degree."""
+    from types import SimpleNamespace
+
+    from spatialvid.errors import SpatialvidError
+    from spatialvid.train.extend import extend_config
+
+    low = SimpleNamespace(history=[], gaussians=_wall(5.0, n=4).with_sh_degree(1))
+    assert extend_config(low).sh_degree == 3
+    assert extend_config(low, sh_degree=2).sh_degree == 2
+    assert extend_config(low, sh_degree=1).sh_degree == 1
+    high = SimpleNamespace(history=[], gaussians=_wall(5.0, n=4).with_sh_degree(3))
+    assert extend_config(high).sh_degree == 3
+    for bad in (1, 4, -1):
+        with pytest.raises(SpatialvidError, match="sh_degree"):
+            extend_config(high, sh_degree=bad)

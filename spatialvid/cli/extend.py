@@ -22,7 +22,8 @@ the new frames see, new ones on the new sparse points and new ones seeded from t
 scene does not cover a new frame are optimised (and densified), every other Gaussian keeps its values;
 generated (filled) Gaussians the new frames see are removed. Cameras keep their poses (the registration
 places the new ones; --refine-poses also refines registered new cameras during training); the scene's own
-cameras stay as they are. The scene is updated in place; its history
+cameras stay as they are. The extended scene has SH degree 3 (--sh-degree; the added bands start at zero,
+so the old views render as before). The scene is updated in place; its history
 gets an 'extend' entry and the previous scene is kept under SCENE_DIR/history/ so --undo restores it exactly.
 """
 
@@ -46,6 +47,9 @@ def register(sub) -> None:
                         "at least 300)")
     p.add_argument("--refine-poses", action="store_true",
                    help="also refine the registered new cameras' poses during training (not with --poses)")
+    p.add_argument("--sh-degree", type=int, choices=range(4), default=None, metavar="{0,1,2,3}",
+                   help="SH degree of the extended scene (default 3: the new views see the surfaces from new "
+                        "directions; higher bands start at zero; never below the scene's)")
     p.add_argument("--backend", choices=["auto", "cpu", "cuda", "torch"], default=None, help="rasterizer backend")
     p.add_argument("--undo", action="store_true", help="restore the scene as it was before its last extend")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -70,7 +74,7 @@ def run(args) -> int:
         raise SpatialvidError(f"--steps must be >= 1, got {args.steps}")
     overrides = {"backend": args.backend} if args.backend else None
     res = extend_scene(args.scene, args.input, poses=args.poses, steps=args.steps, overrides=overrides,
-                       refine_poses=args.refine_poses,
+                       refine_poses=args.refine_poses, sh_degree=args.sh_degree,
                        progress=not args.quiet, log=(lambda *a, **k: None) if args.json or args.quiet else print)
     if args.json:
         print(json.dumps(res.to_dict()))
