@@ -26,9 +26,9 @@
    there), and none starts larger than its distance to the nearest old one. Those and the captured Gaussians
    inside a new frame's view are optimised over old + new training cameras (drawn half and half), with
    densification (3DGS adaptive density control) of those Gaussians only; every other Gaussian is rendered
-   but kept bit-identical. No opacity reset, full SH degree from the start. All cameras keep their poses (the
-   registration's bundle adjustment placed the new ones; ``refine_poses`` refines the new ones during
-   training, the old cameras stay fixed; known poses are always kept as given).
+   but kept bit-identical. No opacity reset; SH degree 3 (:data:`EXTEND_SH_DEGREE`) from the start. All
+   cameras keep their poses (the registration's bundle adjustment placed the new ones; ``refine_poses``
+   refines the new ones during training, the old cameras stay fixed; known poses are always kept as given).
 3. **History and undo.** The pre-extend ``gaussians.ply``, ``transforms.json`` and ``scene.json`` are copied
    to ``SCENE/history/extend_<step>/`` before the scene is written; an ``extend`` history entry records
    the input, registered / dropped frames, Gaussians added / removed and the time. :func:`undo_extend`
