@@ -323,7 +323,6 @@ def test_new_point_gaussians_keep_clear_of_the_existing_ones():
     assert (knn_scales(g.means).double().numpy() > d_exist).any()
 
 
-
 def test_extend_config_sh_degree():
     """An extend trains at SH degree 3 unless told otherwise, never below the scene's degree."""
     from types import SimpleNamespace

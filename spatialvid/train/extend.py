@@ -826,11 +826,11 @@ def extend_scene(scene_dir: str | Path, new_input: str | Path, poses: str | Path
                                     step_id, backend=cfg.backend)
         carved = 0
         if free_space and old_train and (len(fresh) or len(seeded)):
-            old_train_cams = cams_t[old_train]
-            keep_f = ~in_observed_free_space(fresh.means, g, old_train_cams, backend=cfg.backend)
-            keep_s = ~in_observed_free_space(seeded.means, g, old_train_cams, backend=cfg.backend)
-            carved = int((~keep_f).sum() + (~keep_s).sum())
-            fresh, seeded = fresh[keep_f], seeded[keep_s]
+            # one pass over the old views for both sets
+            keep = ~in_observed_free_space(torch.cat([fresh.means, seeded.means]), g, cams_t[old_train],
+                                           backend=cfg.backend)
+            carved = int((~keep).sum())
+            fresh, seeded = fresh[keep[: len(fresh)]], seeded[keep[len(fresh):]]
         init = Gaussians.cat([g[active].with_sh_degree(cfg.sh_degree), fresh.with_sh_degree(cfg.sh_degree),
                               seeded.with_sh_degree(cfg.sh_degree)])
         frozen = g[~active]
